@@ -1,0 +1,53 @@
+"""opskit: reconcile a multi-shop backend with each shop's own Stripe account.
+
+>>> import opskit
+>>> ops = opskit.connect()                 # OPSKIT_DATABASE_URL, else the embedded demo
+>>> ops.reconcile_customers()              # one row per finding, across all shops
+"""
+
+from opskit import stripe_client
+from opskit.config import Settings
+from opskit.exceptions import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InputError,
+    InvalidAmount,
+    LiveWriteRefused,
+    OpskitError,
+    SchemaMismatch,
+    StaleWrite,
+    StripeCustomerMissing,
+    StripeNotConfigured,
+    StripeRetriesExhausted,
+    UnknownAccount,
+    UnknownShop,
+)
+from opskit.models import Account, Shop
+from opskit.ops import Ops, connect
+from opskit.schema import Schema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Account",
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "InputError",
+    "InvalidAmount",
+    "LiveWriteRefused",
+    "Ops",
+    "OpskitError",
+    "Schema",
+    "SchemaMismatch",
+    "Settings",
+    "Shop",
+    "StaleWrite",
+    "StripeCustomerMissing",
+    "StripeNotConfigured",
+    "StripeRetriesExhausted",
+    "UnknownAccount",
+    "UnknownShop",
+    "__version__",
+    "connect",
+    "stripe_client",
+]

@@ -1,0 +1,199 @@
+"""`opskit.connect()` and the `Ops` object: the public API, thin over the modules.
+
+Every front end (notebooks, widgets, CLI) calls these same methods, so a panel
+and a scheduled report can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+
+from opskit.config import Settings, demo_database_url
+from opskit.context import Context
+from opskit.db import Database, safe_url
+from opskit.schema import Schema
+
+ShopIds = Iterable[int] | int | None
+
+
+def connect(
+    url: str | None = None,
+    schema: Schema | None = None,
+    stripe_api_base: str | None = None,
+    *,
+    settings: Settings | None = None,
+) -> Ops:
+    """Open the backend database and say where Stripe requests go.
+
+    ``url`` defaults to ``OPSKIT_DATABASE_URL``, else the embedded demo SQLite
+    database in the per-user data directory (created with the seeded demo data
+    on first use). ``stripe_api_base`` defaults to ``OPSKIT_STRIPE_API_BASE``,
+    else Stripe itself.
+    """
+    base = settings or Settings.from_env()
+    if url is None:
+        url = base.database_url
+    if url is None:
+        from opskit import demo
+
+        url = demo_database_url()
+        demo.ensure_database(url)
+    if stripe_api_base is not None:
+        base = replace(base, stripe_api_base=stripe_api_base.rstrip("/"))
+    base = replace(base, database_url=url)
+    return Ops(Context(db=Database(url, schema), settings=base))
+
+
+class Ops:
+    """One backend database plus the Stripe accounts of its shops."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        stripe_at = self.ctx.api_base or "Stripe"
+        return f"<opskit.Ops database={safe_url(self.ctx.db.url)!r} stripe={stripe_at!r}>"
+
+    # -- local data ----------------------------------------------------------------------
+
+    def shops(self, shop_ids: ShopIds = None) -> pd.DataFrame:
+        """Shops with masked keys and a ``mode`` column (live/test/none/invalid)."""
+        return self.ctx.db.load_shops(_ids(shop_ids))
+
+    def accounts(self, shop_ids: ShopIds = None) -> pd.DataFrame:
+        """Accounts with the known details keys flattened; unreadable details are flagged."""
+        return self.ctx.db.load_accounts(_ids(shop_ids))
+
+    # -- Stripe data ---------------------------------------------------------------------
+
+    def customers(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """Every Stripe customer of the shops' own Stripe accounts (listed, not one per account)."""
+        from opskit import fetch
+
+        shops = self._shop_list(shop_ids)
+        return fetch.fetch_customers(self.ctx, shops, executor=executor, progress=progress).frame
+
+    def subscriptions(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """Every Stripe subscription of the shops, canceled included (``status="all"``)."""
+        from opskit import fetch
+
+        shops = self._shop_list(shop_ids)
+        return fetch.fetch_subscriptions(
+            self.ctx, shops, executor=executor, progress=progress
+        ).frame
+
+    # -- reports -------------------------------------------------------------------------
+
+    def reconcile_customers(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """One row per finding comparing local accounts with Stripe customers."""
+        from opskit import fetch, reconcile
+
+        ids = _ids(shop_ids)
+        shops_df = self.ctx.db.load_shops(ids)
+        accounts_df = self.ctx.db.load_accounts(ids)
+        links = fetch.linked_ids(accounts_df, "stripe_customer_id")
+        result = fetch.fetch_customers(
+            self.ctx, self._shop_list(ids), link_ids=links, executor=executor, progress=progress
+        )
+        return reconcile.reconcile_customers(shops_df, accounts_df, result.frame, result.errors)
+
+    def reconcile_subscriptions(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """One row per finding comparing local subscription fields with Stripe subscriptions."""
+        from opskit import fetch, reconcile
+
+        ids = _ids(shop_ids)
+        shops_df = self.ctx.db.load_shops(ids)
+        accounts_df = self.ctx.db.load_accounts(ids)
+        result = fetch.fetch_subscriptions(
+            self.ctx, self._shop_list(ids), executor=executor, progress=progress
+        )
+        return reconcile.reconcile_subscriptions(shops_df, accounts_df, result.frame, result.errors)
+
+    @staticmethod
+    def summary(report: pd.DataFrame) -> pd.DataFrame:
+        """Shop x status counts of a report."""
+        from opskit import reconcile
+
+        return reconcile.summary(report)
+
+    # -- repairs -------------------------------------------------------------------------
+
+    def sync_plan(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """Proposed changes to local details, derived from both reports. Nothing is written."""
+        from opskit import sync
+
+        customers = self.reconcile_customers(shop_ids, executor=executor, progress=progress)
+        subscriptions = self.reconcile_subscriptions(shop_ids, executor=executor, progress=progress)
+        return sync.build_plan(customers, subscriptions, self.accounts(shop_ids))
+
+    def apply_sync(self, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
+        """Apply a plan (or a filtered part of one), one transaction per shop, audited."""
+        from opskit import sync
+
+        return sync.apply_plan(self.ctx, plan, actor=actor)
+
+    def create_customer(self, account_id: int, **kwargs: Any) -> dict[str, Any]:
+        """Create the account's Stripe customer in its shop and store the id in details."""
+        from opskit import actions
+
+        return actions.create_customer(self.ctx, account_id, **kwargs)
+
+    def create_payment_intent(
+        self, account_id: int, amount: int, currency: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Create a PaymentIntent for the account's customer; amount in integer minor units."""
+        from opskit import actions
+
+        return actions.create_payment_intent(self.ctx, account_id, amount, currency, **kwargs)
+
+    def create_subscription(self, account_id: int, price_id: str, **kwargs: Any) -> dict[str, Any]:
+        """Subscribe the account's customer to a price and record it in details."""
+        from opskit import actions
+
+        return actions.create_subscription(self.ctx, account_id, price_id, **kwargs)
+
+    def cancel_subscription(
+        self, subscription_id: str, *, shop_id: int, at_period_end: bool = True, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Cancel now or at period end, in the given shop's Stripe account."""
+        from opskit import actions
+
+        return actions.cancel_subscription(
+            self.ctx, subscription_id, shop_id=shop_id, at_period_end=at_period_end, **kwargs
+        )
+
+    def audit_log(self, **filters: Any) -> pd.DataFrame:
+        """Every write opskit made, newest first."""
+        from opskit import audit
+
+        return audit.read_log(self.ctx.db, **filters)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _shop_list(self, shop_ids: ShopIds) -> list[Any]:
+        wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
+        shops = self.ctx.db.shop_objects()
+        return [s for sid, s in shops.items() if wanted is None or sid in wanted]
+
+
+def _ids(shop_ids: ShopIds) -> list[int] | None:
+    if shop_ids is None:
+        return None
+    if isinstance(shop_ids, int | str):
+        return [shop_ids]  # type: ignore[list-item]
+    return list(shop_ids)
