@@ -1,0 +1,55 @@
+"""Key classification, masking and redaction: the first line of secret hygiene."""
+
+from __future__ import annotations
+
+import pytest
+
+from opskit.exceptions import OpskitError
+from opskit.keys import classify_secret_key, mask_key, redact
+
+LIVE = "sk_live_51HxYzAbCdEfGhIjKlMnOpQrStUv"
+TEST = "sk_test_51HxYzAbCdEfGhIjKlMnOpQr1234"
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode", "usable"),
+    [
+        (LIVE, "live", True),
+        (TEST, "test", True),
+        ("rk_live_51HxYzAbCdEfGhIjKlMnOp", "live", True),
+        ("rk_test_51HxYzAbCdEfGhIjKlMnOp", "test", True),
+        (f"  {TEST}\t", "test", True),
+        ("pk_test_51HxYzAbCdEfGhIjKlMnOp", "invalid", False),
+        ("sk_prod_xyz", "invalid", False),
+        ("sk_test_has space", "invalid", False),
+        ("", "none", False),
+        ("   ", "none", False),
+        (None, "none", False),
+        (float("nan"), "none", False),
+    ],
+)
+def test_classify(raw: object, mode: str, usable: bool) -> None:
+    info = classify_secret_key(raw)
+    assert info.mode == mode
+    assert info.usable is usable
+    assert (info.problem is None) is usable
+
+
+def test_mask_shows_prefix_and_last_four_only() -> None:
+    assert mask_key(LIVE) == "sk_live_…StUv"
+    assert mask_key(f" {TEST} ") == "sk_test_…1234"
+    assert mask_key("sk_test_abc") == "sk_test_…"  # too short to show a tail safely
+    assert mask_key(None) is None
+    assert "hunter2" not in (mask_key("hunter2xyzhunter2") or "")
+
+
+def test_redact_replaces_keys_inside_text() -> None:
+    text = f"Invalid API Key provided: {LIVE}; also {TEST}."
+    out = redact(text)
+    assert LIVE not in out and TEST not in out
+    assert "sk_live_…StUv" in out and "sk_test_…1234" in out
+
+
+def test_errors_redact_their_message_and_guidance() -> None:
+    err = OpskitError(f"bad {TEST}", guidance=f"try {LIVE}")
+    assert TEST not in str(err) and LIVE not in str(err) and LIVE not in repr(err)
