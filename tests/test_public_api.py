@@ -12,9 +12,7 @@ def test_all_is_exactly_the_public_surface() -> None:
     # Submodules imported as a side effect of loading the package are not API.
     modules = {n for n in public if inspect.ismodule(getattr(opskit, n))} - {"stripe_client"}
     assert public - modules == set(opskit.__all__) - {"__version__"}
-    assert opskit.__all__ == sorted(
-        opskit.__all__, key=lambda n: (n.startswith("_"), n.lower() != n, n)
-    )
+    assert opskit.__all__ == sorted(opskit.__all__)
 
 
 def test_ops_has_the_documented_methods() -> None:
