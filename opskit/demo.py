@@ -198,54 +198,64 @@ def build_plan(seed: int = SEED) -> DemoPlan:
 
 
 def populate_stripe(plan: DemoPlan, api_base: str) -> None:
-    """Create the Stripe side of ``plan`` through stripe-python, filling in the ids."""
+    """Create the Stripe side of ``plan`` through stripe-python, filling in the ids.
+
+    Shops are populated concurrently, each through its own client; the local
+    sandbox has no rate limit, so the clients' limiter is raised for this setup.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from opskit.stripe_client import client_for_shop
 
     by_shop: dict[int, list[DemoAccount]] = {}
     for acc in plan.accounts:
         by_shop.setdefault(acc.shop_id, []).append(acc)
-    clients = {
-        s.id: client_for_shop(_shop_obj(s), api_base=api_base) for s in plan.shops if s.reachable
-    }
-    customers_made: dict[int, list[str]] = {}
-    for shop in plan.shops:
-        if not shop.reachable:
-            continue
-        client = clients[shop.id]
-        prices = _make_prices(client, shop)
-        made: list[str] = []
-        for acc in by_shop[shop.id]:
-            if acc.role in ("no_customer_id", "bad_details", "missing_in_stripe", "wrong_shop"):
-                continue
-            if (
-                acc.role == "duplicate_link"
-                and made
-                and _is_second_duplicate(acc, by_shop[shop.id])
-            ):
-                continue
-            cus = client.v1.customers.create(
-                {"email": acc.stripe_email or "", "name": acc.stripe_name or ""}
-            )
-            acc.customer_id = cus.id
-            if acc.role == "match":
-                made.append(cus.id)
-            if acc.role == "deleted_in_stripe":
-                client.v1.customers.delete(cus.id)
-        dups = [a for a in by_shop[shop.id] if a.role == "duplicate_link"]
-        for a in dups[1:]:
-            a.customer_id = dups[0].customer_id
-        for email, name in plan.orphans.get(shop.id, []):
-            client.v1.customers.create({"email": email, "name": name})
-        customers_made[shop.id] = made
-        _make_subscriptions(client, by_shop[shop.id], prices)
+    reachable = [s for s in plan.shops if s.reachable]
+
+    def populate(shop: DemoShop) -> list[str]:
+        client = client_for_shop(_shop_obj(shop), api_base=api_base, rate_limit=_SETUP_RATE)
+        return _populate_shop(client, shop, by_shop[shop.id], plan.orphans.get(shop.id, []))
+
+    with ThreadPoolExecutor(max_workers=len(reachable)) as pool:
+        made = dict(zip([s.id for s in reachable], pool.map(populate, reachable), strict=True))
     # wrong_shop: link a live customer of the next reachable shop.
-    reachable = [s.id for s in plan.shops if s.reachable]
+    ids = [s.id for s in reachable]
     for acc in plan.accounts:
         if acc.role == "wrong_shop":
-            other = reachable[(reachable.index(acc.shop_id) + 1) % len(reachable)]
-            acc.customer_id = customers_made[other][0]
+            acc.customer_id = made[ids[(ids.index(acc.shop_id) + 1) % len(ids)]][0]
         elif acc.role == "missing_in_stripe":
             acc.customer_id = f"cus_Gone{acc.id}x{plan.seed % 9973}"
+
+
+_SETUP_RATE = 500.0  # requests/s while populating a local sandbox
+
+
+def _populate_shop(
+    client: Any, shop: DemoShop, accounts: list[DemoAccount], orphans: list[tuple[str, str]]
+) -> list[str]:
+    """Customers, prices and subscriptions of one shop; returns its plainly matching customers."""
+    prices = _make_prices(client, shop)
+    made: list[str] = []
+    for acc in accounts:
+        if acc.role in ("no_customer_id", "bad_details", "missing_in_stripe", "wrong_shop"):
+            continue
+        if acc.role == "duplicate_link" and _is_second_duplicate(acc, accounts):
+            continue
+        cus = client.v1.customers.create(
+            {"email": acc.stripe_email or "", "name": acc.stripe_name or ""}
+        )
+        acc.customer_id = cus.id
+        if acc.role == "match":
+            made.append(cus.id)
+        if acc.role == "deleted_in_stripe":
+            client.v1.customers.delete(cus.id)
+    dups = [a for a in accounts if a.role == "duplicate_link"]
+    for a in dups[1:]:
+        a.customer_id = dups[0].customer_id
+    for email, name in orphans:
+        client.v1.customers.create({"email": email, "name": name})
+    _make_subscriptions(client, accounts, prices)
+    return made
 
 
 def _is_second_duplicate(acc: DemoAccount, accounts: list[DemoAccount]) -> bool:
