@@ -185,7 +185,7 @@ class Database:
     def account(self, account_id: int) -> tuple[Account, str | None]:
         """One account and its raw details text (for optimistic checks)."""
         s, t = self.schema, self.accounts_table
-        details = t.c[s.account_details]
+        details: Any = t.c[s.account_details]
         if self.dialect != "sqlite":
             details = sa.cast(details, sa.Text)
         stmt = sa.select(
@@ -391,7 +391,7 @@ def reference_metadata(
         sa.Column(s.shop_secret_key, sa.Text, nullable=True),
         sa.Column(s.shop_public_key, sa.Text, nullable=True),
     )
-    columns = [
+    columns: list[Any] = [
         sa.Column(s.account_id, sa.Integer, primary_key=True),
         sa.Column(
             s.account_shop_id, sa.Integer, sa.ForeignKey(f"{s.shops_table}.{s.shop_id}"), index=True

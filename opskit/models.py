@@ -108,7 +108,7 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
     if isinstance(raw, str):
         try:
             value = json.loads(raw)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return {}, f"details is not valid JSON ({exc.msg} at char {exc.pos})"
     else:
         value = raw
