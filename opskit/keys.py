@@ -17,7 +17,7 @@ Mode = Literal["live", "test", "none", "invalid"]
 # Stripe keys: sk_/rk_/pk_ + live|test + "_" + token. Tokens are alphanumeric.
 _KEY_RE = re.compile(r"^(sk|rk|pk)_(live|test)_([A-Za-z0-9]+)$")
 # Anything that looks like a key inside free text (for redaction).
-_KEY_IN_TEXT = re.compile(r"\b(sk|rk)_(live|test)_[A-Za-z0-9]+")
+_KEY_IN_TEXT = re.compile(r"\b(sk|rk)_(live|test)_[A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ CHROMIUM_FLAGS = [
 
 
 def chromium_path() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+    )
     if path:
         return path
     message = "chromium not installed (apt-get install chromium); the browser test needs it"
@@ -49,7 +51,9 @@ def browser_page(viewport: tuple[int, int] = (1400, 1000)) -> Iterator[Any]:
 
             def only_loopback(route: Any) -> None:
                 url = route.request.url
-                if url.startswith(("http://127.0.0.1", "http://localhost", "file://", "data:", "blob:")):
+                if url.startswith(
+                    ("http://127.0.0.1", "http://localhost", "file://", "data:", "blob:")
+                ):
                     route.continue_()
                 else:
                     route.abort()

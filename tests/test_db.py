@@ -86,7 +86,9 @@ def test_accounts_flatten_details_and_flag_bad_input(db_url: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql-text"])
-def test_details_that_are_not_json_are_flagged(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_details_that_are_not_json_are_flagged(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     # A JSON column cannot hold invalid JSON; backends with a text column (SQLite, or
     # PostgreSQL with text) can, and opskit must flag it rather than crash or drop it.
     if kind == "sqlite":
@@ -150,8 +152,12 @@ def test_schema_mapping_for_a_backend_with_other_names(empty_db_url: str) -> Non
 
     create_reference_tables(engine, schema)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO stores (store_id, name, stripe_secret_key) VALUES (5, 'S', NULL)"))
-        conn.execute(sa.text("INSERT INTO members (id, store_id, email, name) VALUES (1, 5, 'x@y.z', 'X')"))
+        conn.execute(
+            sa.text("INSERT INTO stores (store_id, name, stripe_secret_key) VALUES (5, 'S', NULL)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO members (id, store_id, email, name) VALUES (1, 5, 'x@y.z', 'X')")
+        )
     engine.dispose()
     ops = opskit.connect(empty_db_url, schema=schema)
     accounts = ops.accounts()
