@@ -10,10 +10,12 @@ from opskit.config import Settings
 from opskit.exceptions import (
     ConfigurationError,
     DatabaseUnavailable,
+    DetailsUnreadable,
     InputError,
     InvalidAmount,
     LiveWriteRefused,
     OpskitError,
+    PartialWrite,
     SchemaMismatch,
     StaleWrite,
     StripeCustomerMissing,
@@ -21,6 +23,7 @@ from opskit.exceptions import (
     StripeRetriesExhausted,
     UnknownAccount,
     UnknownShop,
+    UnknownSubscription,
 )
 from opskit.models import Account, Shop
 from opskit.ops import Ops, connect
@@ -32,11 +35,13 @@ __all__ = [
     "Account",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "DetailsUnreadable",
     "InputError",
     "InvalidAmount",
     "LiveWriteRefused",
     "Ops",
     "OpskitError",
+    "PartialWrite",
     "Schema",
     "SchemaMismatch",
     "Settings",
@@ -47,6 +52,7 @@ __all__ = [
     "StripeRetriesExhausted",
     "UnknownAccount",
     "UnknownShop",
+    "UnknownSubscription",
     "__version__",
     "connect",
     "stripe_client",

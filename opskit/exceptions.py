@@ -9,12 +9,15 @@
     ├── InputError (ValueError)          a caller passed something unusable
     │   ├── UnknownShop                  no shop has that id
     │   ├── UnknownAccount               no account has that id
+    │   ├── UnknownSubscription          the subscription is not in this shop's Stripe account
     │   └── InvalidAmount                money that is not positive integer minor units
     ├── StripeNotConfigured              the shop has no usable secret key (backend-compatible)
     ├── StripeCustomerMissing            the account has no stripe_customer_id (backend-compatible)
     ├── StripeRetriesExhausted           Stripe kept refusing (429/5xx/network) past the wait budget
     ├── LiveWriteRefused                 a write with a live key lacked confirmation
-    └── StaleWrite                       the database changed since a plan was made
+    ├── StaleWrite                       the database changed since a plan was made
+    ├── DetailsUnreadable                details are not a JSON object; opskit won't rewrite them
+    └── PartialWrite                     Stripe accepted a write but recording it locally failed
 
 Messages never contain a secret key: callers pass masked keys only, and
 :func:`opskit.keys.redact` is applied to every message as a last line of defence.
@@ -127,3 +130,32 @@ class StaleWrite(OpskitError):
     """The database row changed after the plan was made; nothing was overwritten."""
 
     default_guidance = "Build a fresh plan with ops.sync_plan() and review it again."
+
+
+class UnknownSubscription(InputError):
+    """The subscription id is not in this shop's Stripe account (Stripe answered 404)."""
+
+    default_guidance = (
+        "Each shop has its own Stripe account: pass the shop_id the subscription belongs to "
+        "(ops.subscriptions() lists them per shop)."
+    )
+
+
+class DetailsUnreadable(OpskitError):
+    """The account's details are not a JSON object, so opskit will not rewrite them."""
+
+    default_guidance = (
+        "Repair the account's details by hand (it must be a JSON object), then re-run."
+    )
+
+
+class PartialWrite(OpskitError):
+    """Stripe accepted the write but recording it in the database failed."""
+
+    default_guidance = (
+        "Call again with the same arguments: the idempotency key replays the same Stripe "
+        "object and stores it. The id is also in ops.audit_log()."
+    )
+
+
+# -- shared steps ------------------------------------------------------------------------------
