@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from opskit import actions, audit, demo, fetch, reconcile, sync
 from opskit.config import Settings, demo_database_url
 from opskit.context import Context
 from opskit.db import Database, safe_url
@@ -39,8 +40,6 @@ def connect(
     if url is None:
         url = base.database_url
     if url is None:
-        from opskit import demo
-
         url = demo_database_url()
         demo.ensure_database(url)
     if stripe_api_base is not None:
@@ -75,7 +74,6 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """Every Stripe customer of the shops' own Stripe accounts (listed, not one per account)."""
-        from opskit import fetch
 
         shops = self._shop_list(shop_ids)
         return fetch.fetch_customers(self.ctx, shops, executor=executor, progress=progress).frame
@@ -84,7 +82,6 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """Every Stripe subscription of the shops, canceled included (``status="all"``)."""
-        from opskit import fetch
 
         shops = self._shop_list(shop_ids)
         return fetch.fetch_subscriptions(
@@ -97,7 +94,6 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """One row per finding comparing local accounts with Stripe customers."""
-        from opskit import fetch, reconcile
 
         ids = _ids(shop_ids)
         shops_df = self.ctx.db.load_shops(ids)
@@ -112,7 +108,6 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """One row per finding comparing local subscription fields with Stripe subscriptions."""
-        from opskit import fetch, reconcile
 
         ids = _ids(shop_ids)
         shops_df = self.ctx.db.load_shops(ids)
@@ -125,7 +120,6 @@ class Ops:
     @staticmethod
     def summary(report: pd.DataFrame) -> pd.DataFrame:
         """Shop x status counts of a report."""
-        from opskit import reconcile
 
         return reconcile.summary(report)
 
@@ -135,7 +129,6 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """Proposed changes to local details, derived from both reports. Nothing is written."""
-        from opskit import sync
 
         customers = self.reconcile_customers(shop_ids, executor=executor, progress=progress)
         subscriptions = self.reconcile_subscriptions(shop_ids, executor=executor, progress=progress)
@@ -143,13 +136,11 @@ class Ops:
 
     def apply_sync(self, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
         """Apply a plan (or a filtered part of one), one transaction per shop, audited."""
-        from opskit import sync
 
         return sync.apply_plan(self.ctx, plan, actor=actor)
 
     def create_customer(self, account_id: int, **kwargs: Any) -> dict[str, Any]:
         """Create the account's Stripe customer in its shop and store the id in details."""
-        from opskit import actions
 
         return actions.create_customer(self.ctx, account_id, **kwargs)
 
@@ -157,13 +148,11 @@ class Ops:
         self, account_id: int, amount: int, currency: str, **kwargs: Any
     ) -> dict[str, Any]:
         """Create a PaymentIntent for the account's customer; amount in integer minor units."""
-        from opskit import actions
 
         return actions.create_payment_intent(self.ctx, account_id, amount, currency, **kwargs)
 
     def create_subscription(self, account_id: int, price_id: str, **kwargs: Any) -> dict[str, Any]:
         """Subscribe the account's customer to a price and record it in details."""
-        from opskit import actions
 
         return actions.create_subscription(self.ctx, account_id, price_id, **kwargs)
 
@@ -171,7 +160,6 @@ class Ops:
         self, subscription_id: str, *, shop_id: int, at_period_end: bool = True, **kwargs: Any
     ) -> dict[str, Any]:
         """Cancel now or at period end, in the given shop's Stripe account."""
-        from opskit import actions
 
         return actions.cancel_subscription(
             self.ctx, subscription_id, shop_id=shop_id, at_period_end=at_period_end, **kwargs
@@ -179,7 +167,6 @@ class Ops:
 
     def audit_log(self, **filters: Any) -> pd.DataFrame:
         """Every write opskit made, newest first."""
-        from opskit import audit
 
         return audit.read_log(self.ctx.db, **filters)
 
