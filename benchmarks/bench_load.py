@@ -32,7 +32,10 @@ def generate(path: Path, n_accounts: int, n_shops: int = 50, seed: int = 1) -> N
     con = sqlite3.connect(path)
     con.executemany(
         "INSERT INTO shops VALUES (?, ?, ?, ?)",
-        [(i, f"Shop {i}", f"sk_test_bench{i:04d}xxxxxxxxxxxx", None) for i in range(1, n_shops + 1)],
+        [
+            (i, f"Shop {i}", f"sk_test_bench{i:04d}xxxxxxxxxxxx", None)
+            for i in range(1, n_shops + 1)
+        ],
     )
     statuses = ["active", "trialing", "past_due", "canceled"]
 
@@ -45,10 +48,8 @@ def generate(path: Path, n_accounts: int, n_shops: int = 50, seed: int = 1) -> N
                     "subscription_status": statuses[i % 4],
                     "stripe_price_id": "price_basic",
                 }
-            if i % 1000 == 0:
-                text = "{broken"  # a few malformed rows, as real data has
-            else:
-                text = json.dumps(details)
+            # A few malformed rows, as real data has.
+            text = "{broken" if i % 1000 == 0 else json.dumps(details)
             ts = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d} 10:{i % 60:02d}:00.000000"
             yield (i, 1 + i % n_shops, f"user{i}@example.com", f"User {i}", text, ts, ts)
 
@@ -86,9 +87,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_load.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'accounts':>10} {'load s':>8} {'peak RSS MiB':>13} {'flagged':>8} {'target met':>10}")
-    print(
-        f"{result['accounts']:>10,} {load_s:>8.2f} {peak_mib:>13.0f} {flagged:>8} {str(result['met']):>10}"
-    )
+    met = str(result["met"])
+    print(f"{result['accounts']:>10,} {load_s:>8.2f} {peak_mib:>13.0f} {flagged:>8} {met:>10}")
 
 
 if __name__ == "__main__":

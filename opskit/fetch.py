@@ -106,6 +106,7 @@ class ShopJob:
     retrieve_ids: tuple[str, ...] = ()  # retrieved unless the listing returned them
     listing: bool = True  # False: targeted retrieves only
     window_workers: int = paging.DEFAULT_WINDOW_WORKERS
+    expected: int | None = None  # size hint; None: the number of distinct retrieve ids
 
     @property
     def masked_key(self) -> str | None:
@@ -173,7 +174,7 @@ def run_shop_job(job: ShopJob) -> ShopOutcome:
             lister = paging.WindowedLister(
                 paging.page_fetcher(client, paging.ENDPOINTS[job.kind]),
                 workers=job.window_workers,
-                expected=len(set(job.retrieve_ids)),
+                expected=job.expected if job.expected is not None else len(set(job.retrieve_ids)),
             )
             listed = {o["id"]: o for o in lister.run()}
             out.requests += lister.stats.requests
@@ -273,6 +274,7 @@ def fetch_customers(
     shops: Iterable[Any],
     *,
     link_ids: Mapping[int, Collection[str]] | None = None,
+    expected: Mapping[int, int] | None = None,
     executor: Executor | None = None,
     progress: bool = True,
     max_workers: int | None = None,
@@ -286,7 +288,9 @@ def fetch_customers(
     (see the module docstring for the exact rule). ``executor``: run the shops
     there instead of on a private thread pool; ``max_workers`` (default
     ``Settings.max_shop_workers``) bounds the shops in flight either way.
-    ``window_workers``: requests in flight per shop.
+    ``window_workers``: requests in flight per shop. ``expected`` (shop_id ->
+    roughly how many objects the shop holds, e.g. its linked accounts) lets a
+    big shop fan out its listing from the first page; see :mod:`opskit.paging`.
     """
     targets = _usable_shops(shops)
     links = {int(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
@@ -298,6 +302,7 @@ def fetch_customers(
             shop,
             retrieve_ids=tuple(dict.fromkeys(links.get(int(shop.id or 0), ()))),
             window_workers=window_workers,
+            expected=(expected or {}).get(int(shop.id or 0)),
         )
         for shop in targets
     ]
@@ -348,20 +353,39 @@ def fetch_subscriptions(
     ctx: Context,
     shops: Iterable[Any],
     *,
+    expected: Mapping[int, int] | None = None,
     executor: Executor | None = None,
     progress: bool = True,
     max_workers: int | None = None,
     window_workers: int = paging.DEFAULT_WINDOW_WORKERS,
 ) -> FetchResult:
-    """Every subscription of each shop (``status="all"``: canceled too), as ``SUBSCRIPTIONS``."""
+    """Every subscription of each shop (``status="all"``: canceled too), as ``SUBSCRIPTIONS``.
+
+    ``expected``: per-shop size hints, as for :func:`fetch_customers`.
+    """
     jobs = [
-        _job(ctx, "subscriptions", shop, window_workers=window_workers)
+        _job(
+            ctx,
+            "subscriptions",
+            shop,
+            window_workers=window_workers,
+            expected=(expected or {}).get(int(shop.id or 0)),
+        )
         for shop in _usable_shops(shops)
     ]
     outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe subscriptions")
     errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
     frame = _frame(subscription_rows, SUBSCRIPTIONS, outcomes, "stripe_subscription_id")
     return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
+
+
+def size_hints(accounts_df: pd.DataFrame, column: str) -> dict[int, int]:
+    """``{shop_id: n}``: how many distinct non-blank ``column`` values each shop's accounts hold.
+
+    The backend's own links are the best prior for how many objects each shop's
+    Stripe account has, which lets a big shop's listing fan out from page one.
+    """
+    return {shop: len(ids) for shop, ids in linked_ids(accounts_df, column).items()}
 
 
 def linked_ids(accounts_df: pd.DataFrame, column: str) -> dict[int, set[str]]:

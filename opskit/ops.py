@@ -74,18 +74,20 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """Every Stripe customer of the shops' own Stripe accounts (listed, not one per account)."""
-
-        shops = self._shop_list(shop_ids)
-        return fetch.fetch_customers(self.ctx, shops, executor=executor, progress=progress).frame
+        ids = _ids(shop_ids)
+        hints = fetch.size_hints(self.ctx.db.load_accounts(ids), "stripe_customer_id")
+        return fetch.fetch_customers(
+            self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
+        ).frame
 
     def subscriptions(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """Every Stripe subscription of the shops, canceled included (``status="all"``)."""
-
-        shops = self._shop_list(shop_ids)
+        ids = _ids(shop_ids)
+        hints = fetch.size_hints(self.ctx.db.load_accounts(ids), "stripe_subscription_id")
         return fetch.fetch_subscriptions(
-            self.ctx, shops, executor=executor, progress=progress
+            self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
         ).frame
 
     # -- reports -------------------------------------------------------------------------
@@ -94,7 +96,6 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """One row per finding comparing local accounts with Stripe customers."""
-
         ids = _ids(shop_ids)
         shops_df = self.ctx.db.load_shops(ids)
         accounts_df = self.ctx.db.load_accounts(ids)
@@ -108,19 +109,21 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """One row per finding comparing local subscription fields with Stripe subscriptions."""
-
         ids = _ids(shop_ids)
         shops_df = self.ctx.db.load_shops(ids)
         accounts_df = self.ctx.db.load_accounts(ids)
         result = fetch.fetch_subscriptions(
-            self.ctx, self._shop_list(ids), executor=executor, progress=progress
+            self.ctx,
+            self._shop_list(ids),
+            expected=fetch.size_hints(accounts_df, "stripe_subscription_id"),
+            executor=executor,
+            progress=progress,
         )
         return reconcile.reconcile_subscriptions(shops_df, accounts_df, result.frame, result.errors)
 
     @staticmethod
     def summary(report: pd.DataFrame) -> pd.DataFrame:
         """Shop x status counts of a report."""
-
         return reconcile.summary(report)
 
     # -- repairs -------------------------------------------------------------------------
@@ -136,38 +139,32 @@ class Ops:
 
     def apply_sync(self, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
         """Apply a plan (or a filtered part of one), one transaction per shop, audited."""
-
         return sync.apply_plan(self.ctx, plan, actor=actor)
 
     def create_customer(self, account_id: int, **kwargs: Any) -> dict[str, Any]:
         """Create the account's Stripe customer in its shop and store the id in details."""
-
         return actions.create_customer(self.ctx, account_id, **kwargs)
 
     def create_payment_intent(
         self, account_id: int, amount: int, currency: str, **kwargs: Any
     ) -> dict[str, Any]:
         """Create a PaymentIntent for the account's customer; amount in integer minor units."""
-
         return actions.create_payment_intent(self.ctx, account_id, amount, currency, **kwargs)
 
     def create_subscription(self, account_id: int, price_id: str, **kwargs: Any) -> dict[str, Any]:
         """Subscribe the account's customer to a price and record it in details."""
-
         return actions.create_subscription(self.ctx, account_id, price_id, **kwargs)
 
     def cancel_subscription(
         self, subscription_id: str, *, shop_id: int, at_period_end: bool = True, **kwargs: Any
     ) -> dict[str, Any]:
         """Cancel now or at period end, in the given shop's Stripe account."""
-
         return actions.cancel_subscription(
             self.ctx, subscription_id, shop_id=shop_id, at_period_end=at_period_end, **kwargs
         )
 
     def audit_log(self, **filters: Any) -> pd.DataFrame:
         """Every write opskit made, newest first."""
-
         return audit.read_log(self.ctx.db, **filters)
 
     # -- helpers -------------------------------------------------------------------------

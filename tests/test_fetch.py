@@ -343,3 +343,17 @@ def test_dask_distributed_executor(sandbox: Sandbox) -> None:
     assert result.frame.groupby("shop_id").size().to_dict() == {0: 50, 1: 100, 2: 150}
     pd.testing.assert_series_equal(result.frame.dtypes, empty(CUSTOMERS).dtypes)
     assert time.monotonic() - started < 20
+
+
+def test_size_hints_count_distinct_links_per_shop() -> None:
+    import pandas as pd
+
+    accounts = pd.DataFrame(
+        {
+            "shop_id": pd.array([1, 1, 1, 2, 2], dtype="Int64"),
+            "stripe_customer_id": pd.array(
+                ["cus_a", " cus_a ", "cus_b", None, "  "], dtype="string"
+            ),
+        }
+    )
+    assert fetch.size_hints(accounts, "stripe_customer_id") == {1: 2}
