@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -266,18 +266,9 @@ def accounts_frame_extracted(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         None if ok else parse_details(text)[1] for ok, text in zip(is_object, texts, strict=True)
     ]
     flat = dict(zip(DETAIL_KEYS, columns[8:], strict=True))
-    data: dict[str, Any] = {
-        "account_id": pd.array(ids, dtype="Int64"),
-        "shop_id": pd.array(shop_ids, dtype="Int64"),
-        "email": pd.array(emails, dtype="string"),
-        "name": pd.array(names, dtype="string"),
-        **{k: pd.array(v, dtype="string") for k, v in flat.items()},
-        "details": pd.array(texts, dtype="string"),
-        "details_error": pd.array(errors, dtype="string"),
-        "created_at": _utc(created),
-        "updated_at": _utc(updated),
-    }
-    return pd.DataFrame(data)
+    return _accounts_from_columns(
+        ids, shop_ids, emails, names, flat, texts, errors, created, updated
+    )
 
 
 def _public_key_display(raw: str | None) -> str | None:
@@ -316,18 +307,36 @@ def accounts_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         for key in DETAIL_KEYS:
             v = value.get(key)
             flat[key].append(None if v is None else str(v))
-    data: dict[str, Any] = {
-        "account_id": pd.array(ids, dtype="Int64"),
-        "shop_id": pd.array(shop_ids, dtype="Int64"),
-        "email": pd.array(emails, dtype="string"),
-        "name": pd.array(names, dtype="string"),
-        **{k: pd.array(v, dtype="string") for k, v in flat.items()},
-        "details": pd.array(texts, dtype="string"),
-        "details_error": pd.array(errors, dtype="string"),
-        "created_at": _utc(created),
-        "updated_at": _utc(updated),
-    }
-    return pd.DataFrame(data)
+    return _accounts_from_columns(
+        ids, shop_ids, emails, names, flat, texts, errors, created, updated
+    )
+
+
+def _accounts_from_columns(
+    ids: Sequence[Any],
+    shop_ids: Sequence[Any],
+    emails: Sequence[Any],
+    names: Sequence[Any],
+    flat: Mapping[str, Sequence[Any]],
+    texts: Sequence[Any],
+    errors: Sequence[Any],
+    created: Sequence[Any],
+    updated: Sequence[Any],
+) -> pd.DataFrame:
+    """The ACCOUNTS frame from its columns, in spec order and dtypes."""
+    return pd.DataFrame(
+        {
+            "account_id": pd.array(ids, dtype="Int64"),
+            "shop_id": pd.array(shop_ids, dtype="Int64"),
+            "email": pd.array(emails, dtype="string"),
+            "name": pd.array(names, dtype="string"),
+            **{k: pd.array(flat[k], dtype="string") for k in DETAIL_KEYS},
+            "details": pd.array(texts, dtype="string"),
+            "details_error": pd.array(errors, dtype="string"),
+            "created_at": _utc(created),
+            "updated_at": _utc(updated),
+        }
+    )
 
 
 def _fast_json_loads() -> Any:
