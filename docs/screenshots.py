@@ -1,0 +1,112 @@
+"""Take the README's panel screenshots: ``.venv/bin/python docs/screenshots.py``.
+
+Serves each panel notebook with Voila on 127.0.0.1 (its own demo data in a temporary
+folder), drives it a little in Debian's chromium and saves ``docs/panel_*.png``. The
+reconcile screenshot is also refreshed by the browser test with OPSKIT_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from opskit import demo  # noqa: E402
+from tests.browser import browser_page  # noqa: E402
+from tests.test_notebook_browser import voila_server  # noqa: E402
+
+DOCS = ROOT / "docs"
+
+
+def reconcile(page: Any) -> None:
+    panel = page.locator(".opskit-reconcile")
+    panel.locator("button", has_text="Run").click()
+    page.locator(".opskit-findings table").wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    status = panel.locator("select").last
+    status.select_option(label=_label(status, "mismatch"))
+    page.wait_for_timeout(500)
+
+
+def sync(page: Any) -> None:
+    panel = page.locator(".opskit-sync")
+    panel.locator("button", has_text="Build plan").click()
+    page.locator(".opskit-plan table").wait_for(timeout=60_000)
+    panel.locator("button", has_text="Apply").click()
+    page.wait_for_timeout(500)
+
+
+def payments(page: Any) -> None:
+    panel = page.locator(".opskit-payment")
+    email = _demo_email(lambda a: a.role == "match" and a.shop_id == 1)
+    search = panel.locator("input[type=text]").first
+    search.fill(email)
+    search.press("Enter")
+    amount = panel.locator("input[type=number]").first
+    amount.fill("1999")
+    amount.press("Enter")
+    page.wait_for_timeout(500)
+    panel.locator("button", has_text="Create PaymentIntent").click()
+    panel.locator("button", has_text="Confirm").click()
+    page.locator(".opskit-payment-result").wait_for(timeout=30_000)
+
+
+def subscriptions(page: Any) -> None:
+    panel = page.locator(".opskit-subscriptions")
+    email = _demo_email(lambda a: a.sub_role == "match" and a.shop_id == 1)
+    search = panel.locator("input[type=text]").first
+    search.fill(email)
+    search.press("Enter")
+    page.locator(".opskit-subs table").wait_for(timeout=30_000)
+    panel.locator("button", has_text="Cancel at period end").click()
+    page.wait_for_timeout(500)
+
+
+def _label(select: Any, status: str) -> str:
+    for text in select.locator("option").all_inner_texts():
+        if text.replace("\xa0", " ").startswith(status + " "):
+            return str(text)
+    raise LookupError(status)
+
+
+def _demo_email(pick: Callable[[demo.DemoAccount], bool]) -> str:
+    return next(a.email for a in demo.build_plan().accounts if pick(a))
+
+
+SHOTS: dict[str, tuple[str, str, Callable[[Any], None]]] = {
+    "panel_reconcile.png": ("01_reconcile.ipynb", ".opskit-reconcile", reconcile),
+    "panel_sync.png": ("02_sync.ipynb", ".opskit-sync", sync),
+    "panel_payments.png": ("03_payments.ipynb", ".opskit-payment", payments),
+    "panel_subscriptions.png": (
+        "04_subscription_fixes.ipynb",
+        ".opskit-subscriptions",
+        subscriptions,
+    ),
+}
+
+
+def main(names: list[str]) -> None:
+    for name, (notebook, selector, drive) in SHOTS.items():
+        if names and name not in names:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            log = Path(tmp) / "voila.log"
+            with (
+                voila_server(ROOT / "notebooks" / notebook, Path(tmp) / "data", log) as url,
+                browser_page(viewport=(1300, 1600)) as page,
+            ):
+                page.goto(url, timeout=90_000)
+                panel = page.locator(selector)
+                panel.wait_for(timeout=60_000)
+                drive(page)
+                panel.screenshot(path=str(DOCS / name))
+        print("saved", DOCS / name)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
