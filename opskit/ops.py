@@ -6,6 +6,7 @@ and a scheduled report can never disagree.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import replace
@@ -20,6 +21,7 @@ from opskit.db import Database, safe_url
 from opskit.schema import Schema
 
 ShopIds = Iterable[int] | int | None
+log = logging.getLogger(__name__)
 
 
 def connect(
@@ -73,22 +75,31 @@ class Ops:
     def customers(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
-        """Every Stripe customer of the shops' own Stripe accounts (listed, not one per account)."""
+        """Every Stripe customer of the shops' own Stripe accounts (listed, not one per account).
+
+        Shops Stripe refused are missing from the frame, not silently: their reasons
+        are in ``frame.attrs["shop_errors"]`` (shop_id -> reason) and logged as warnings.
+        """
         ids = _ids(shop_ids)
         hints = fetch.size_hints(self.ctx.db.load_accounts(ids), "stripe_customer_id")
-        return fetch.fetch_customers(
+        result = fetch.fetch_customers(
             self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
-        ).frame
+        )
+        return _with_shop_errors(result)
 
     def subscriptions(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
-        """Every Stripe subscription of the shops, canceled included (``status="all"``)."""
+        """Every Stripe subscription of the shops, canceled included (``status="all"``).
+
+        Failed shops are reported as for :meth:`customers`.
+        """
         ids = _ids(shop_ids)
         hints = fetch.size_hints(self.ctx.db.load_accounts(ids), "stripe_subscription_id")
-        return fetch.fetch_subscriptions(
+        result = fetch.fetch_subscriptions(
             self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
-        ).frame
+        )
+        return _with_shop_errors(result)
 
     # -- reports -------------------------------------------------------------------------
 
@@ -173,6 +184,14 @@ class Ops:
         wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
         shops = self.ctx.db.shop_objects()
         return [s for sid, s in shops.items() if wanted is None or sid in wanted]
+
+
+def _with_shop_errors(result: fetch.FetchResult) -> pd.DataFrame:
+    frame = result.frame
+    frame.attrs["shop_errors"] = dict(result.errors)
+    for shop_id, reason in result.errors.items():
+        log.warning("opskit: Stripe failed for shop %s: %s", shop_id, reason)
+    return frame
 
 
 def _ids(shop_ids: ShopIds) -> list[int] | None:
