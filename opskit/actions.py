@@ -32,7 +32,7 @@ instead of refusing (a no-op, audited as such).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -50,7 +50,7 @@ from opskit.exceptions import (
     UnknownSubscription,
 )
 from opskit.guard import check_live_write
-from opskit.idempotency import derive_key
+from opskit.idempotency import derive_key, step_key
 from opskit.models import Account, Shop, parse_details
 from opskit.money import format_money, validate_amount
 from opskit.stripe_client import client_for_shop
@@ -100,6 +100,15 @@ def _client(ctx: Context, shop: Shop) -> stripe.StripeClient:
 def _request_id(obj: Any) -> str | None:
     resp = getattr(obj, "last_response", None)
     return getattr(resp, "request_id", None) if resp is not None else None
+
+
+def _replayed(obj: Any) -> bool:
+    """True when Stripe answered from its idempotency cache (``Idempotent-Replayed``)."""
+    headers = getattr(getattr(obj, "last_response", None), "headers", None) or {}
+    return any(
+        str(k).lower() == "idempotent-replayed" and str(v).lower() == "true"
+        for k, v in headers.items()
+    )
 
 
 def _is_missing(exc: stripe.StripeError) -> bool:
@@ -258,6 +267,48 @@ def _call(write: _Write, fn: Any) -> tuple[dict[str, Any], str | None]:
         raise
 
 
+# Stepped keys tried when a replayed answer no longer holds; past that, something is wrong.
+_MAX_REDO = 5
+
+
+def _send(
+    write: _Write,
+    send: Callable[[str], Any],
+    holds: Callable[[dict[str, Any]], bool],
+) -> tuple[dict[str, Any], str | None]:
+    """:func:`_call` with ``send(key)``, guarding against a stale replay.
+
+    Stripe replays the first answer to a key for 24 hours, even when what it did was
+    undone since (the customer deleted, the cancellation reverted): the same call
+    made again would report success and change nothing. A replayed answer is kept
+    only when ``holds(answer)`` says it is still true in Stripe; otherwise the write
+    is sent again under a stepped key (``key:redo1``, ...), deterministic, so a
+    retried cell still replays rather than writes twice.
+    """
+    base = write.key or ""
+    for n in range(_MAX_REDO + 1):
+        key = base if n == 0 else step_key(base, f"redo{n}")
+        write.key = key
+        replayed: list[bool] = []
+
+        def fn(key: str = key, replayed: list[bool] = replayed) -> Any:
+            obj = send(key)
+            replayed.append(_replayed(obj))
+            return obj
+
+        obj, request_id = _call(write, fn)
+        if not any(replayed) or holds(obj):
+            return obj, request_id
+        log.info("%s on %s: replay no longer holds; sending again", write.action, write.target)
+    exc = InputError(
+        f"{write.action} on {write.target}: Stripe keeps replaying answers that no longer "
+        "hold; nothing new was written",
+        guidance="Call again with a nonce='...' of your choice to make it a new request.",
+    )
+    write.record("error", error=exc.message)
+    raise exc
+
+
 def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
     """A read before a write: the object as a dict, or None when Stripe says 404.
 
@@ -333,9 +384,10 @@ def create_customer(
                 raise exc2
     metadata = {"opskit_account_id": str(aid), "opskit_call": call}
     body = {k: v for k, v in params.items() if v is not None} | {"metadata": metadata}
-    customer, request_id = _call(
+    customer, request_id = _send(
         write,
-        lambda: client.v1.customers.create(params=body, options={"idempotency_key": key}),  # type: ignore[arg-type]
+        lambda k: client.v1.customers.create(params=body, options={"idempotency_key": k}),  # type: ignore[arg-type]
+        lambda c: _alive(_retrieve(write, lambda: client.v1.customers.retrieve(c["id"]))),
     )
     write.record("ok", result=customer["id"], request_id=request_id)
     write.store_details(
@@ -475,9 +527,10 @@ def create_subscription(
     }
     if trial_period_days is not None:
         body["trial_period_days"] = trial_period_days
-    sub, request_id = _call(
+    sub, request_id = _send(
         write,
-        lambda: client.v1.subscriptions.create(params=body, options={"idempotency_key": key}),  # type: ignore[arg-type]
+        lambda k: client.v1.subscriptions.create(params=body, options={"idempotency_key": k}),  # type: ignore[arg-type]
+        lambda x: _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(x["id"]))),
     )
     write.record("ok", result=sub["id"], request_id=request_id)
     write.store_details(
@@ -491,6 +544,14 @@ def create_subscription(
         stripe_id=sub["id"],
     )
     return sub
+
+
+def _alive(obj: Mapping[str, Any] | None) -> bool:
+    return obj is not None and not obj.get("deleted")
+
+
+def _not_ended(sub: Mapping[str, Any] | None) -> bool:
+    return sub is not None and sub.get("status") not in _ENDED
 
 
 def _price_of(sub: Mapping[str, Any]) -> str | None:
@@ -553,17 +614,25 @@ def cancel_subscription(
         write.record("ok", result=sid, params={**params, "already_done": True})
         sub = current
     elif at_period_end:
-        sub, request_id = _call(
+        sub, request_id = _send(
             write,
-            lambda: client.v1.subscriptions.update(
-                sid, params={"cancel_at_period_end": True}, options={"idempotency_key": key}
+            lambda k: client.v1.subscriptions.update(
+                sid, params={"cancel_at_period_end": True}, options={"idempotency_key": k}
+            ),
+            lambda _: bool(
+                (_retrieve(write, lambda: client.v1.subscriptions.retrieve(sid)) or {}).get(
+                    "cancel_at_period_end"
+                )
             ),
         )
         write.record("ok", result=sid, request_id=request_id)
     else:
-        sub, request_id = _call(
+        sub, request_id = _send(
             write,
-            lambda: client.v1.subscriptions.cancel(sid, options={"idempotency_key": key}),
+            lambda k: client.v1.subscriptions.cancel(sid, options={"idempotency_key": k}),
+            lambda _: (
+                not _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(sid)))
+            ),
         )
         write.record("ok", result=sid, request_id=request_id)
     _record_status(ctx, write, sid, str(sub.get("status")))

@@ -10,7 +10,8 @@ Database writes append their audit row on the same connection, inside the
 same transaction, so a change and its trail commit or roll back together.
 Stripe writes append after the call, in a transaction of their own.
 
-Nothing secret is stored: ``params`` and ``error`` go through
+Nothing secret is stored: every free-text column (``actor``, ``target``,
+``params``, ``idempotency_key``, ``result``, ``error``) goes through
 :func:`opskit.keys.redact`.
 """
 
@@ -109,12 +110,12 @@ def append(
     table = ensure_table(db)
     row = {
         "at": datetime.now(UTC),
-        "actor": actor.strip(),
+        "actor": redact(actor.strip()),
         "shop_id": None if shop_id is None else int(shop_id),
         "action": action,
-        "target": target,
+        "target": None if target is None else redact(target),  # ids typed by a user
         "params": None if params is None else _params_json(params),
-        "idempotency_key": idempotency_key,
+        "idempotency_key": None if idempotency_key is None else redact(idempotency_key),
         "outcome": outcome,
         "result": None if result is None else redact(str(result)),
         "error": None if error is None else _one_line(error),

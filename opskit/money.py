@@ -218,8 +218,10 @@ ZERO_DECIMAL: frozenset[str] = frozenset(
 # Three-decimal currencies: Stripe requires the last digit to be 0 (1230 = KWD 1.230).
 THREE_DECIMAL: frozenset[str] = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
-# Stripe's largest amount for a charge: eight digits of minor units, in every currency.
+# Stripe's largest amount for a charge: eight digits of minor units, except IDR (twelve:
+# IDR 9,999,999,999.99), where eight digits would stop at about 60 USD.
 MAX_AMOUNT = 99_999_999
+_MAX_BY_CURRENCY = {"IDR": 999_999_999_999}
 
 
 def validate_currency(currency: Any) -> str:
@@ -246,7 +248,8 @@ def validate_amount(amount: Any, currency: Any) -> tuple[int, str]:
     """``(amount, currency_lower)`` for Stripe, or :class:`InvalidAmount` before any request.
 
     Refused: floats (even ``19.0``), bools, Decimals, strings, zero, negatives,
-    amounts above :data:`MAX_AMOUNT`, and three-decimal amounts not ending in 0.
+    amounts above :data:`MAX_AMOUNT` (twelve digits for IDR), and three-decimal
+    amounts not ending in 0.
     """
     code = validate_currency(currency)
     # bool is an int subclass, numpy integers are not: accept those, refuse the rest.
@@ -261,10 +264,11 @@ def validate_amount(amount: Any, currency: Any) -> tuple[int, str]:
     value = int(amount)
     if value <= 0:
         raise InvalidAmount(f"amount {value} must be positive (minor units of {code})")
-    if value > MAX_AMOUNT:
+    limit = _MAX_BY_CURRENCY.get(code, MAX_AMOUNT)
+    if value > limit:
         raise InvalidAmount(
             f"amount {value} ({format_money(value, code)}) is above Stripe's maximum "
-            f"of {MAX_AMOUNT} minor units"
+            f"of {limit} minor units"
         )
     if code in THREE_DECIMAL and value % 10:
         raise InvalidAmount(

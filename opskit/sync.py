@@ -19,8 +19,9 @@ out, nothing read or written. It proposes only changes whose target is certain:
 Everything else (``shop_error``, ``shop_not_configured``, ``duplicate_link``,
 ``wrong_shop``, ``multiple_active``, ``missing_in_stripe``, mismatched names or
 emails) needs a human and gets no row. Accounts whose details are unreadable
-get no row either (apply would refuse them). When two findings propose
-different values for one account's key, neither is proposed.
+get no row either (apply would refuse them); NULL details count as ``{}``.
+When two findings propose different values for one account's key, neither is
+proposed.
 
 :func:`apply_plan` writes a plan (or any filtered part of it) in one
 transaction per shop; see its docstring.
@@ -76,7 +77,9 @@ def build_plan(
     frame :meth:`opskit.Ops.accounts` returns), so :func:`apply_plan` can
     refuse rows that changed since.
     """
-    readable = accounts[accounts["details_error"].isna()] if len(accounts) else accounts
+    # NULL details are an empty object to apply (writeback), so they are plannable too.
+    ok = accounts["details_error"].isna() | accounts["details"].isna() if len(accounts) else None
+    readable = accounts[ok] if ok is not None else accounts
     by_id: dict[int, dict[Any, Any]] = {
         int(r["account_id"]): r for r in readable.to_dict("records") if not _na(r["account_id"])
     }

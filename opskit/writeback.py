@@ -81,16 +81,17 @@ def read_details(
     """``(shop_id, details, raw)`` of one account, locked for update on PostgreSQL."""
     s, t = db.schema, db.accounts_table
     aid = _account_id(account_id)
-    stmt = sa.select(t.c[s.account_shop_id], t.c[s.account_details]).where(t.c[s.account_id] == aid)
+    col = _stored(db)  # SQLite: the text as stored, which the compare-and-swap needs
+    stmt = sa.select(t.c[s.account_shop_id], col).where(t.c[s.account_id] == aid)
     if lock and db.dialect != "sqlite":
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
     if row is None:
         raise UnknownAccount(f"no account with id {account_id!r}")
     shop_id, raw = row[0], row[1]
-    if raw is None:
-        return shop_id, {}, raw
-    if isinstance(t.c[s.account_details].type, sa.JSON) and not isinstance(raw, Mapping):
+    if raw is None or (db.dialect == "sqlite" and _is_json(db) and raw.strip() == "null"):
+        return shop_id, {}, raw  # JSON null (a JSON column's None) counts as NULL too
+    if db.dialect != "sqlite" and _is_json(db) and not isinstance(raw, Mapping):
         # The driver already decoded the JSON: a str here is a JSON string, not JSON text.
         kind = "string" if isinstance(raw, str) else "array" if isinstance(raw, list) else "scalar"
         raise DetailsUnreadable(
@@ -144,7 +145,8 @@ def write_details(
     stmt = t.update().where(t.c[s.account_id] == aid).values(**values)
     if db.dialect == "sqlite":
         # No row locks: compare-and-swap on the text just read.
-        stmt = stmt.where(col.is_(None) if raw is None else col == raw)
+        stored = _stored(db)
+        stmt = stmt.where(stored.is_(None) if raw is None else stored == raw)
     result = conn.execute(stmt)
     if result.rowcount != 1:
         raise StaleWrite(f"account {aid}: details changed while writing; not overwritten")
@@ -153,6 +155,16 @@ def write_details(
         shop_id=None if current_shop is None else int(current_shop),
         changes={k: (detail_value(details, k), v) for k, v in changes.items()},
     )
+
+
+def _is_json(db: Database) -> bool:
+    return isinstance(db.accounts_table.c[db.schema.account_details].type, sa.JSON)
+
+
+def _stored(db: Database) -> Any:
+    """The details column; on SQLite read and compared as its stored text, never decoded."""
+    col = db.accounts_table.c[db.schema.account_details]
+    return sa.type_coerce(col, sa.Text) if db.dialect == "sqlite" else col
 
 
 def _now_for(col: sa.Column[Any]) -> Any:

@@ -292,3 +292,39 @@ def test_live_writes_need_confirmation(db_url: str) -> None:
         with pytest.raises(InputError, match="already links"):  # past the guard
             actions.create_customer(ctx, 1, actor="ana", name="other")
         ctx.db.engine.dispose()
+
+
+# -- review: stale idempotent replays ----------------------------------------------------------
+
+
+def test_cancel_again_after_a_reactivation_really_cancels(b: Backend) -> None:
+    link(b, 11, b.key1)
+    [price] = b.sandbox.seed(
+        b.key1,
+        "prices",
+        [{"unit_amount": 1000, "currency": "usd", "recurring": {"interval": "month"}}],
+    )
+    sub = actions.create_subscription(b.ctx, 11, price, actor="ana", trial_period_days=7)
+    actions.cancel_subscription(b.ctx, sub["id"], shop_id=1, actor="ana")
+    # The customer changes their mind; support reactivates the subscription in Stripe.
+    b.stripe(b.key1).v1.subscriptions.update(sub["id"], params={"cancel_at_period_end": False})
+    # They change it again: the same cancel call must cancel, not replay the first answer.
+    again = actions.cancel_subscription(b.ctx, sub["id"], shop_id=1, actor="ana")
+    assert again["cancel_at_period_end"] is True
+    assert b.stripe(b.key1).v1.subscriptions.retrieve(sub["id"]).cancel_at_period_end is True
+    ok = audit.read_log(b.ctx.db, action="subscription.cancel", outcome="ok")
+    assert ok["idempotency_key"].nunique() == 2  # the second cancel went out under its own key
+
+
+def test_create_customer_after_the_linked_one_was_deleted_and_unlinked(b: Backend) -> None:
+    first = actions.create_customer(b.ctx, 11, actor="ana")
+    b.stripe(b.key1).v1.customers.delete(first["id"])
+    t = b.ctx.db.accounts_table
+    stored: Any = {} if isinstance(t.c.details.type, sa.JSON) else "{}"
+    with b.ctx.db.engine.begin() as conn:  # what the sync plan's deleted_in_stripe row does
+        conn.execute(t.update().where(t.c.id == 11).values(details=stored))
+    second = actions.create_customer(b.ctx, 11, actor="ana")
+    assert second["id"] != first["id"] and not second.get("deleted")
+    assert b.details(11)["stripe_customer_id"] == second["id"]
+    live = b.stripe(b.key1).v1.customers.retrieve(second["id"]).to_dict()
+    assert not live.get("deleted")

@@ -84,3 +84,15 @@ def test_refuses_nameless_actor_and_unknown_outcome(db: Database) -> None:
         audit.append(db, actor=" ", shop_id=1, action="x", target=None, params={}, outcome="ok")
     with pytest.raises(ValueError):
         audit.append(db, actor="a", shop_id=1, action="x", target=None, params={}, outcome="meh")
+
+
+def test_a_key_pasted_into_any_free_text_column_is_masked(db: Database) -> None:
+    # e.g. ops.cancel_subscription(<clipboard holding a key>, shop_id=1): the target is input.
+    secret = "sk_live_abcdefgh12345678"
+    audit.append(
+        db, actor=f"ana {secret}", shop_id=1, action="subscription.cancel",
+        target=f"subscription:{secret}", params={}, idempotency_key=secret, outcome="error",
+    )  # fmt: skip
+    log = audit.read_log(db)
+    assert secret not in log.to_string()
+    assert log["target"][0] == "subscription:sk_live_\u20265678"

@@ -75,3 +75,13 @@ def test_idempotency_key_is_canonical_and_distinct() -> None:
     assert derive_key("pi.create", 1, "account:5", {"amount": 101, "currency": "usd"}) != a
     assert derive_key("pi.create", 1, "account:5", {"amount": 100, "currency": "usd"}, "n1") != a
     assert canonical_json({"b": 1, "a": [None, {"c": None}]}) == '{"a":[null,{}],"b":1}'
+
+
+def test_idr_allows_twelve_digits() -> None:
+    # IDR 1,500,000.00 (about 95 USD) is an ordinary payment, not over Stripe's limit.
+    assert validate_amount(150_000_000, "IDR") == (150_000_000, "idr")
+    assert validate_amount(999_999_999_999, "idr") == (999_999_999_999, "idr")
+    with pytest.raises(InvalidAmount, match="maximum"):
+        validate_amount(1_000_000_000_000, "idr")
+    with pytest.raises(InvalidAmount, match="maximum"):
+        validate_amount(150_000_000, "usd")

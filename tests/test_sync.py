@@ -364,3 +364,56 @@ def test_sync_plan_and_apply_through_ops(db_url: str, sandbox: Any) -> None:
     assert json.loads(ops.accounts().set_index("account_id").loc[2, "details"])["k"] == 2
     assert len(ops.audit_log(action="sync.set_detail")) == 3
     ops.ctx.db.engine.dispose()
+
+
+def test_account_with_null_details_gets_a_certain_link(ctx: Context) -> None:
+    # Account 5's details are SQL NULL (a new account): apply treats that as {}, so the
+    # plan must not skip it as unreadable.
+    accounts = ctx.db.load_accounts()
+    customers = report(
+        frames.CUSTOMER_REPORT,
+        [{"shop_id": 2, "stripe_customer_id": "cus_E", "status": "orphan_in_stripe",
+          "stripe_email": "e@x.io"}],
+    )  # fmt: skip
+    plan = sync.build_plan(customers, report(frames.SUBSCRIPTION_REPORT, []), accounts)
+    assert plan[["account_id", "key", "new_value"]].values.tolist() == [
+        [5, "stripe_customer_id", "cus_E"]
+    ]
+    assert list(sync.apply_plan(ctx, plan, actor="ana")["outcome"]) == ["applied"]
+    assert ctx.db.load_accounts().set_index("account_id").loc[5, "stripe_customer_id"] == "cus_E"
+
+
+def test_sqlite_json_column_written_by_another_serializer(tmp_path: Any) -> None:
+    # A backend on SQLite declaring details as JSON (SQLAlchemy's JSON type): the driver
+    # decodes it, and the stored text need not be what json.dumps would write.
+    url = f"sqlite:///{tmp_path / 'json.sqlite'}"
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    sa.Table("shops", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("name", sa.Text), sa.Column("stripe_secret_key", sa.Text),
+             sa.Column("stripe_public_key", sa.Text))  # fmt: skip
+    sa.Table("accounts", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("shop_id", sa.Integer), sa.Column("email", sa.Text),
+             sa.Column("name", sa.Text), sa.Column("details", sa.JSON),
+             sa.Column("created_at", sa.DateTime),
+             sa.Column("updated_at", sa.DateTime))  # fmt: skip
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO shops VALUES (1, 'One', NULL, NULL)")
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (id, shop_id, details) VALUES "
+            """(1, 1, '{"stripe_customer_id":"cus_A","plan":"gold"}'), (2, 1, 'null')"""
+        )
+    engine.dispose()
+    context = Context(db=Database(url), settings=Settings(database_url=url))
+    plan = plan_of(
+        [(1, 1, "subscription_status", None, "active"), (1, 2, "stripe_price_id", None, "p")]
+    )
+    result = sync.apply_plan(context, plan, actor="ana")
+    assert list(result["outcome"]) == ["applied", "applied"], list(result["detail"])
+    by_id = context.db.load_accounts().set_index("account_id")
+    assert json.loads(by_id.loc[1, "details"]) == {
+        "stripe_customer_id": "cus_A", "plan": "gold", "subscription_status": "active"
+    }  # fmt: skip
+    assert by_id.loc[2, "stripe_price_id"] == "p"
+    context.db.engine.dispose()
