@@ -51,6 +51,7 @@ from opskit.exceptions import (
 )
 from opskit.guard import check_live_write
 from opskit.idempotency import derive_key, step_key
+from opskit.keys import redact
 from opskit.models import Account, Shop, parse_details
 from opskit.money import format_money, validate_amount
 from opskit.stripe_client import client_for_shop
@@ -182,7 +183,11 @@ class _Write:
             if conn is not None:
                 raise  # inside a transaction: let it roll back with the write
             log.error(
-                "could not audit %s on %s (result %s): %s", self.action, self.target, result, exc
+                "could not audit %s on %s (result %s): %s",
+                self.action,
+                redact(self.target),
+                redact(str(result)),
+                redact(_db_error(exc)),
             )
             return None
 
@@ -641,7 +646,15 @@ def cancel_subscription(
 
 def _record_status(ctx: Context, write: _Write, sid: str, status: str) -> None:
     """Set subscription_status on the one account of the shop recording ``sid``."""
-    accounts = ctx.db.load_accounts([write.shop.id])  # type: ignore[list-item]
+    try:
+        accounts = ctx.db.load_accounts([write.shop.id])  # type: ignore[list-item]
+    except (OpskitError, SQLAlchemyError) as exc:  # Stripe already changed: say so, audited
+        reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)
+        write.record("error", result=sid, error=f"could not read accounts: {reason}")
+        raise PartialWrite(
+            f"{write.action} succeeded in shop {write.shop.id}'s Stripe account ({sid}) "
+            f"but reading the local accounts to record it failed: {reason}"
+        ) from exc
     mine = accounts[accounts["stripe_subscription_id"].eq(sid).fillna(False).astype(bool)]
     if len(mine) != 1:
         return  # no account (or several: a human decides) records it

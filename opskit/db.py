@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from opskit import frames
 from opskit.exceptions import DatabaseUnavailable, SchemaMismatch, UnknownAccount, UnknownShop
 from opskit.keys import classify_secret_key, mask_key
-from opskit.models import Account, Shop, parse_details
+from opskit.models import Account, Shop, detail_text, parse_details
 from opskit.schema import Schema
 
 # The details keys opskit flattens into columns; every other key is carried untouched.
@@ -305,8 +305,7 @@ def accounts_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         errors.append(err)
         texts.append(raw if isinstance(raw, str) else None)
         for key in DETAIL_KEYS:
-            v = value.get(key)
-            flat[key].append(None if v is None else str(v))
+            flat[key].append(detail_text(value.get(key)))
     return _accounts_from_columns(
         ids, shop_ids, emails, names, flat, texts, errors, created, updated
     )

@@ -117,6 +117,19 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
     return value, None
 
 
+def detail_text(value: Any) -> str | None:
+    """A details value as the frames show it: strings as they are, other JSON as JSON text.
+
+    PostgreSQL's ``->>`` renders ``true`` as "true", not Python's "True"; the SQLite
+    path and the optimistic checks of writes must agree with it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
 def as_account(obj: Any) -> Account:
     """An :class:`Account` from an ORM row, mapping, pandas row or Account."""
     if isinstance(obj, Account):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from opskit.exceptions import DetailsUnreadable, InputError, StaleWrite, UnknownAccount
-from opskit.models import parse_details
+from opskit.models import detail_text, parse_details
 
 if TYPE_CHECKING:
     from opskit.db import Database
@@ -59,9 +59,8 @@ class DetailsWrite:
 
 
 def detail_value(details: Mapping[str, Any], key: str) -> str | None:
-    """A details value as opskit's frames show it: ``str`` of the value, None when absent/null."""
-    value = details.get(key)
-    return None if value is None else str(value)
+    """A details value as opskit's frames show it (see :func:`opskit.models.detail_text`)."""
+    return detail_text(details.get(key))
 
 
 def merge_details(details: Mapping[str, Any], changes: Mapping[str, str | None]) -> dict[str, Any]:

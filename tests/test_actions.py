@@ -328,3 +328,22 @@ def test_create_customer_after_the_linked_one_was_deleted_and_unlinked(b: Backen
     assert b.details(11)["stripe_customer_id"] == second["id"]
     live = b.stripe(b.key1).v1.customers.retrieve(second["id"]).to_dict()
     assert not live.get("deleted")
+
+
+def test_cancel_whose_local_record_cannot_be_read_is_a_partial_write_with_the_id(
+    b: Backend,
+) -> None:
+    link(b, 11, b.key1)
+    [price] = b.sandbox.seed(
+        b.key1,
+        "prices",
+        [{"unit_amount": 1000, "currency": "usd", "recurring": {"interval": "month"}}],
+    )
+    sub = actions.create_subscription(b.ctx, 11, price, actor="ana", trial_period_days=7)
+    with b.ctx.db.engine.begin() as conn:  # the accounts table disappears mid-session
+        conn.execute(sa.text("ALTER TABLE accounts RENAME TO accounts_gone"))
+    with pytest.raises(actions.PartialWrite, match=sub["id"]):
+        actions.cancel_subscription(b.ctx, sub["id"], shop_id=1, at_period_end=False, actor="ana")
+    assert b.stripe(b.key1).v1.subscriptions.retrieve(sub["id"]).status == "canceled"
+    errors = audit.read_log(b.ctx.db, outcome="error")
+    assert sub["id"] in set(errors["result"])  # the Stripe change is on record for repair

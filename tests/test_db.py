@@ -210,3 +210,15 @@ def test_env_var_selects_the_database(db_url: str, monkeypatch: pytest.MonkeyPat
     insert(db_url, shops=_shops()[:2])
     monkeypatch.setenv("OPSKIT_DATABASE_URL", db_url)
     assert list(opskit.connect().shops()["shop_name"]) == ["Good", "Live"]
+
+
+def test_non_string_detail_values_read_the_same_on_both_databases(db_url: str) -> None:
+    insert(db_url, shops=_shops()[:1])
+    insert(
+        db_url,
+        accounts=[
+            {"id": 1, "shop_id": 1, "details": {"subscription_status": True, "stripe_price_id": 7}},
+        ],
+    )
+    a = opskit.connect(db_url).accounts().iloc[0]
+    assert (a["subscription_status"], a["stripe_price_id"]) == ("true", "7")
