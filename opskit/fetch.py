@@ -14,8 +14,9 @@ concurrently, at most ``Settings.max_shop_workers`` at a time, on a
 dask.distributed ``client.get_executor()``: the work item is a picklable
 :class:`ShopJob` sent to the module-level :func:`run_shop_job`, and each worker
 process keeps its own Stripe clients). A shop that fails (invalid key, network,
-retries exhausted, any Stripe error) becomes ``errors[shop_id]``, one line with
-the error class, HTTP status and request id and no secret; the run goes on.
+retries exhausted, any Stripe error, a malformed answer, a worker the executor
+lost) becomes ``errors[shop_id]``, one line with the error class, HTTP status
+and request id and no secret; the run goes on.
 Shops without a usable key are skipped: the reconcile layer reports them.
 
 Linked customer ids (``link_ids``) are resolved like this, so that
@@ -52,7 +53,6 @@ from opskit import paging
 from opskit.config import Settings
 from opskit.context import Context
 from opskit.errors_stripe import describe_error
-from opskit.exceptions import OpskitError
 from opskit.frames import CUSTOMERS, SUBSCRIPTIONS, Spec, conform, empty
 from opskit.keys import mask_key
 from opskit.models import Shop, as_shop
@@ -186,7 +186,7 @@ def run_shop_job(job: ShopJob) -> ShopOutcome:
         out.objects = [*listed.values(), *found]
         out.listed_ids = frozenset(listed)
         out.not_found = tuple(missing)
-    except (stripe.StripeError, OpskitError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of this shop is this shop's error
         if lister is not None:
             out.requests += lister.stats.requests
         out.objects = []
@@ -210,7 +210,7 @@ def _run_jobs(
     own = executor is None
     pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-shop")
     outcomes: list[ShopOutcome] = []
-    pending: set[Future[ShopOutcome]] = set()
+    pending: dict[Future[ShopOutcome], ShopJob] = {}
     queue = iter(jobs)
 
     def fill() -> None:
@@ -218,17 +218,19 @@ def _run_jobs(
             job = next(queue, None)
             if job is None:
                 return
-            pending.add(pool.submit(run_shop_job, job))
+            pending[pool.submit(run_shop_job, job)] = job
 
     try:
         with tqdm(total=len(jobs), desc=desc, unit="shop", disable=not progress) as bar:
             fill()
             while pending:
-                done, rest = wait(pending, return_when=FIRST_COMPLETED)
-                pending.clear()
-                pending.update(rest)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    outcome = fut.result()
+                    job = pending.pop(fut)
+                    try:
+                        outcome = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - e.g. a dead worker: this shop only
+                        outcome = ShopOutcome(job.shop_id, error=describe_error(exc))
                     outcomes.append(outcome)
                     bar.update(1)
                     if outcome.error:

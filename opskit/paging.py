@@ -225,6 +225,10 @@ class WindowedLister:
     def _step(self, window: Window) -> None:
         try:
             data, has_more = self._fetch(window.params())
+            # Read what the lock section needs here: a malformed page must end the
+            # listing with an error, not kill this thread and leave run() waiting.
+            ids = [str(obj["id"]) for obj in data]
+            created = [int(data[0]["created"]), int(data[-1]["created"])] if data else []
             if self._on_page is not None:
                 self._on_page(len(data))
         except BaseException as exc:  # noqa: BLE001 - handed back to run()
@@ -237,17 +241,17 @@ class WindowedLister:
             if self._error is not None:
                 self._retire(window)
                 return
-            for obj in data:
-                if self._objects.setdefault(obj["id"], obj) is not obj:
+            for object_id, obj in zip(ids, data, strict=True):
+                if self._objects.setdefault(object_id, obj) is not obj:
                     self.stats.duplicates += 1
             if window.proven:
                 window.proven = False
                 self._proofs -= 1
             if data:
                 if window.newest is None:
-                    window.newest = int(data[0]["created"])
-                window.cursor = data[-1]["id"]
-                window.at = int(data[-1]["created"])
+                    window.newest = created[0]
+                window.cursor = ids[-1]
+                window.at = created[1]
                 window.objects += len(data)
             if not (has_more and data):
                 self._retire(window)

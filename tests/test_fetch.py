@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
 import pandas as pd
@@ -296,13 +299,37 @@ def test_progress_false_prints_nothing(
 # -- executors ---------------------------------------------------------------------------------
 
 
-def test_any_executor_is_used_and_bounded(sandbox: Sandbox) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+class _CountingExecutor(ThreadPoolExecutor):
+    """A thread pool that records how many tasks it got and the most running at once."""
 
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.submitted = 0
+        self.running = 0
+        self.peak = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def counted() -> Any:
+            with self._count_lock:
+                self.running += 1
+                self.peak = max(self.peak, self.running)
+            try:
+                time.sleep(0.05)  # long enough for a third task to overlap, if it could
+                return fn(*args, **kwargs)
+            finally:
+                with self._count_lock:
+                    self.running -= 1
+
+        self.submitted += 1
+        return super().submit(counted)
+
+
+def test_any_executor_is_used_and_bounded(sandbox: Sandbox) -> None:
     keys = [make_key(f"ex{i}") for i in range(5)]
     for i, key in enumerate(keys):
         seed_customers(sandbox, key, [T0 + j for j in range(i + 1)])
-    with ThreadPoolExecutor(2) as pool:
+    with _CountingExecutor(8) as pool:  # the pool could run 8; max_workers says 2
         result = fetch.fetch_customers(
             ctx_for(sandbox.url),
             [shop(i, k) for i, k in enumerate(keys)],
@@ -311,6 +338,8 @@ def test_any_executor_is_used_and_bounded(sandbox: Sandbox) -> None:
             progress=False,
         )
     assert result.frame.groupby("shop_id").size().to_dict() == {i: i + 1 for i in range(5)}
+    assert pool.submitted == 5  # every shop ran on the given executor
+    assert pool.peak == 2  # and never more than max_workers shops at once
 
 
 def test_dask_distributed_executor(sandbox: Sandbox) -> None:
@@ -357,3 +386,87 @@ def test_size_hints_count_distinct_links_per_shop() -> None:
         }
     )
     assert fetch.size_hints(accounts, "stripe_customer_id") == {1: 2}
+
+
+# -- a shop that fails in an unexpected way is still only that shop's error -------------------
+
+
+class _FailingShopExecutor(ThreadPoolExecutor):
+    """Runs every shop job except ``shop_id``'s, whose future fails as a dead worker's would."""
+
+    def __init__(self, shop_id: int) -> None:
+        super().__init__(2)
+        self.shop_id = shop_id
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if args and getattr(args[0], "shop_id", None) == self.shop_id:
+            failed: Future[Any] = Future()
+            failed.set_exception(RuntimeError("worker for this task died"))
+            return failed
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_failed_executor_task_becomes_that_shops_error(sandbox: Sandbox) -> None:
+    ok, doomed = make_key("ok"), make_key("doomed")
+    ids = seed_customers(sandbox, ok, [T0, T0 + 1])
+    seed_customers(sandbox, doomed, [T0])
+    with _FailingShopExecutor(2) as pool:
+        result = fetch.fetch_customers(
+            ctx_for(sandbox.url), [shop(1, ok), shop(2, doomed)], executor=pool, progress=False
+        )
+    assert sorted(result.frame["stripe_customer_id"]) == sorted(ids)
+    assert list(result.errors) == [2]
+    assert result.errors[2] == "RuntimeError: worker for this task died"
+
+
+@pytest.fixture
+def junk_server() -> Iterator[tuple[str, list[bytes]]]:
+    """An HTTP server answering 200 with whatever JSON body is next in its list."""
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Request-Id", "req_junk")
+            self.end_headers()
+            self.wfile.write(bodies[0] if bodies else b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"null",  # not an object: stripe-python itself fails with a TypeError
+        b"[]",
+        b'{"object": "list", "data": [{"id": "cus_1"}], "has_more": true}',  # no created
+        b'{"object": "list", "data": "cus_1", "has_more": true}',
+    ],
+    ids=["null", "array", "no-created", "data-not-a-list"],
+)
+def test_a_malformed_answer_is_a_shop_error_not_a_crash_or_a_hang(
+    junk_server: tuple[str, list[bytes]], body: bytes
+) -> None:
+    url, bodies = junk_server
+    bodies.append(body)
+    job = fetch.ShopJob("customers", 5, make_key("junk"), url, Settings())
+    box: list[Any] = []
+    worker = threading.Thread(target=lambda: box.append(fetch.run_shop_job(job)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the listing hangs on a malformed page"
+    assert box, "run_shop_job raised instead of reporting the shop's error"
+    [out] = box
+    assert out.error and out.objects == []
+    assert "\n" not in out.error
