@@ -277,6 +277,7 @@ def fetch_customers(
     *,
     link_ids: Mapping[int, Collection[str]] | None = None,
     expected: Mapping[int, int] | None = None,
+    lookup_shops: Iterable[Any] = (),
     executor: Executor | None = None,
     progress: bool = True,
     max_workers: int | None = None,
@@ -293,8 +294,14 @@ def fetch_customers(
     ``window_workers``: requests in flight per shop. ``expected`` (shop_id ->
     roughly how many objects the shop holds, e.g. its linked accounts) lets a
     big shop fan out its listing from the first page; see :mod:`opskit.paging`.
+    ``lookup_shops``: shops outside the run (e.g. the rest of the backend when the
+    caller filtered shops) where linked ids found nowhere are also retrieved, so a
+    link to another shop's customer is told from a missing one; their rows carry
+    their own shop_id and they are never listed.
     """
     targets = _usable_shops(shops)
+    in_run = {int(shop.id or 0) for shop in targets}
+    outsiders = [s for s in _usable_shops(lookup_shops) if int(s.id or 0) not in in_run]
     links = {int(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
     limit = _limit(ctx, max_workers)
     jobs = [
@@ -319,7 +326,7 @@ def fetch_customers(
     lost: dict[int, list[str]] = {
         o.shop_id: [i for i in o.not_found if i not in found_anywhere] for o in outcomes
     }
-    healthy = [shop for shop in targets if int(shop.id or 0) not in errors]
+    healthy = [shop for shop in targets if int(shop.id or 0) not in errors] + outsiders
     cross: list[ShopJob] = []
     budget = MAX_CROSS_SHOP_RETRIEVES
     for shop in healthy:

@@ -111,10 +111,25 @@ class Ops:
         shops_df = self.ctx.db.load_shops(ids)
         accounts_df = self.ctx.db.load_accounts(ids)
         links = fetch.linked_ids(accounts_df, "stripe_customer_id")
+        run = self._shop_list(ids)
+        # With a shop filter, the other shops are still asked about ids found nowhere,
+        # so a link to another shop's customer reads wrong_shop, not missing_in_stripe.
+        outside = [s for s in self._shop_list(None) if s not in run] if ids is not None else []
         result = fetch.fetch_customers(
-            self.ctx, self._shop_list(ids), link_ids=links, executor=executor, progress=progress
+            self.ctx,
+            run,
+            link_ids=links,
+            lookup_shops=outside,
+            executor=executor,
+            progress=progress,
         )
-        return reconcile.reconcile_customers(shops_df, accounts_df, result.frame, result.errors)
+        return reconcile.reconcile_customers(
+            shops_df,
+            accounts_df,
+            result.frame,
+            result.errors,
+            other_shops=self.ctx.db.load_shops() if outside else None,
+        )
 
     def reconcile_subscriptions(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True

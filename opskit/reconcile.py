@@ -299,8 +299,14 @@ def reconcile_customers(
     accounts: pd.DataFrame,
     customers: pd.DataFrame,
     shop_errors: Mapping[int, str] | None = None,
+    *,
+    other_shops: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Compare each account's linked Stripe customer with that shop's Stripe customers.
+
+    ``other_shops`` (shop_id, shop_name of shops outside the report): ``customers``
+    rows of those shops are used only to tell ``wrong_shop`` from
+    ``missing_in_stripe``; they are never reported themselves.
 
     Returns a ``CUSTOMER_REPORT`` frame, one row per finding, sorted by shop_id,
     account_id (<NA> last), stripe_customer_id. Per account, the first rule
@@ -350,6 +356,7 @@ def reconcile_customers(
             "deleted": "boolean",
         },
     )
+    owners, owner_names = _outside_owners(cus, ok, other_shops)
     cus = cus[_bool(cus["shop_id"].isin(ok["shop_id"]))]
     cus["stripe_customer_id"] = _clean_id(cus["stripe_customer_id"])
     cus = cus[cus["stripe_customer_id"].notna()].reset_index(drop=True)
@@ -380,8 +387,23 @@ def reconcile_customers(
     pieces.append(_duplicate_rows(spec, linked[dup], found[dup], deleted[dup]))
     pieces.append(_deleted_rows(spec, linked[deleted & ~dup]))
     pieces.extend(_compare_rows(spec, linked[found & ~deleted & ~dup]))
-    pieces.extend(_not_found_rows(spec, linked[~found & ~dup], cus, ok))
+    lookup = pd.concat([cus[_KEYS], owners], ignore_index=True) if len(owners) else cus
+    names = pd.concat([ok, owner_names], ignore_index=True) if len(owner_names) else ok
+    pieces.extend(_not_found_rows(spec, linked[~found & ~dup], lookup, names))
     return _assemble(spec, pieces, ["shop_id", "account_id", "stripe_customer_id"], states)
+
+
+def _outside_owners(
+    cus: pd.DataFrame, ok: pd.DataFrame, other_shops: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customers of shops outside the report, and those shops' names, for wrong_shop only."""
+    if other_shops is None or other_shops.empty:
+        return cus.iloc[:0][_KEYS], ok.iloc[:0]
+    names = _take(other_shops, {"shop_id": "Int64", "shop_name": "string"})
+    names = names[~_bool(names["shop_id"].isin(ok["shop_id"]))].reset_index(drop=True)
+    rows = cus[_bool(cus["shop_id"].isin(names["shop_id"]))][_KEYS].copy()
+    rows["stripe_customer_id"] = _clean_id(rows["stripe_customer_id"])
+    return rows[rows["stripe_customer_id"].notna()].reset_index(drop=True), names
 
 
 def _account_cols(rows: pd.DataFrame, stripe: bool = True) -> dict[str, object]:

@@ -61,3 +61,13 @@ def test_reports_follow_the_shop_filter(session: DemoSession) -> None:
 def test_repr_of_ops_shows_no_secret(session: DemoSession, tmp_path: Path) -> None:
     text = repr(session.ops) + repr(session.ops.ctx.db)
     assert "sqlite" in text and not [k for k in _raw_keys() if k in text]
+
+
+def test_a_shop_filter_still_tells_wrong_shop_from_missing(session: DemoSession) -> None:
+    full = session.ops.reconcile_customers(progress=False)
+    only_one = session.ops.reconcile_customers([1], progress=False)
+    assert set(only_one["shop_id"]) == {1}  # the other shops are asked, never reported
+    wrong = only_one[only_one["status"] == "wrong_shop"]
+    assert len(wrong) == 1 and "belongs to shop 2 (Blue Harbor Books)" in wrong["detail"].iloc[0]
+    shop1 = full[full["shop_id"] == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(only_one, shop1)

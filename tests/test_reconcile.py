@@ -586,3 +586,18 @@ def test_summary_of_empty_report():
     assert list(s.columns) == [*frames.CUSTOMER_STATUSES, "total"]
     assert all(str(d) == "Int64" for d in s.dtypes)
     assert str(s.index.get_level_values(0).dtype) == "Int64"
+
+
+def test_shops_outside_the_report_only_name_the_owner_of_a_wrong_link():
+    shops = shops_frame((1, "Alpha", "test", None))
+    outside = shops_frame((2, "Beta", "test", None))
+    accounts = accounts_frame([acct(1, 1, "a@x.com", "A", "cus_b"), acct(2, 1, cid="cus_gone")])
+    customers = customers_frame([cust(2, "cus_b", "a@x.com", "A"), cust(2, "cus_other")])
+    report = reconcile_customers(shops, accounts, customers, other_shops=outside)
+    rows = by_account(report)
+    assert rows[1]["status"] == "wrong_shop"
+    assert rows[1]["detail"] == "customer belongs to shop 2 (Beta)"
+    assert rows[2]["status"] == "missing_in_stripe"
+    assert set(report["shop_id"]) == {1}  # Beta's customers are never orphans here
+    without = by_account(reconcile_customers(shops, accounts, customers))
+    assert without[1]["status"] == "missing_in_stripe"
