@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -34,7 +34,7 @@ def _flag(name: str) -> bool:
 class Settings:
     """Everything opskit reads from the environment, overridable per connect()."""
 
-    database_url: str | None = None  # None: the embedded demo database
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
     stripe_api_base: str | None = None  # None: Stripe itself
     allow_live_writes: bool = False
     test_rate_limit: float = 20.0  # requests/s per shop with a test key (Stripe allows 25)

@@ -53,7 +53,7 @@ from opskit import paging
 from opskit.config import Settings
 from opskit.context import Context
 from opskit.errors_stripe import describe_error
-from opskit.frames import CUSTOMERS, SUBSCRIPTIONS, Spec, conform, empty
+from opskit.frames import CUSTOMERS, PRICES, SUBSCRIPTIONS, Spec, conform, empty
 from opskit.keys import mask_key
 from opskit.models import Shop, as_shop
 from opskit.stripe_client import client_for_shop
@@ -397,6 +397,22 @@ def size_hints(accounts_df: pd.DataFrame, column: str) -> dict[int, int]:
     return {shop: len(ids) for shop, ids in linked_ids(accounts_df, column).items()}
 
 
+def fetch_prices(
+    ctx: Context,
+    shops: Iterable[Any],
+    *,
+    executor: Executor | None = None,
+    progress: bool = True,
+    max_workers: int | None = None,
+) -> FetchResult:
+    """Every price of each shop's own Stripe account (active or not), as ``PRICES``."""
+    jobs = [_job(ctx, "prices", shop) for shop in _usable_shops(shops)]
+    outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe prices")
+    errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
+    frame = _frame(price_rows, PRICES, outcomes, "stripe_price_id")
+    return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
+
+
 def linked_ids(accounts_df: pd.DataFrame, column: str) -> dict[int, set[str]]:
     """``{shop_id: {ids}}`` of the non-blank values of ``column``, whitespace stripped."""
     if accounts_df.empty or column not in accounts_df.columns:
@@ -475,6 +491,27 @@ def subscription_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[Strip
             canceled_at=obj.get("canceled_at"),
         )
         rows.append(row)
+    return rows
+
+
+def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
+    """One ``PRICES`` row per price dict."""
+    rows = []
+    for obj in objects:
+        currency = obj.get("currency")
+        rows.append(
+            {
+                "shop_id": shop_id,
+                "stripe_price_id": obj.get("id"),
+                "product": _id_of(obj.get("product")),
+                "nickname": obj.get("nickname"),
+                "unit_amount": obj.get("unit_amount"),
+                "currency": currency.lower() if isinstance(currency, str) else None,
+                "interval": (obj.get("recurring") or {}).get("interval"),
+                "active": obj.get("active"),
+                "created_at": obj.get("created"),
+            }
+        )
     return rows
 
 

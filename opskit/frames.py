@@ -88,6 +88,18 @@ SUBSCRIPTIONS: Spec = {
     "canceled_at": UTC_TIME,
 }
 
+PRICES: Spec = {
+    "shop_id": "Int64",
+    "stripe_price_id": "string",
+    "product": "string",
+    "nickname": "string",
+    "unit_amount": "Int64",  # minor units
+    "currency": "string",
+    "interval": "string",  # <NA>: a one-time price
+    "active": "boolean",
+    "created_at": UTC_TIME,
+}
+
 CUSTOMER_REPORT: Spec = {
     "shop_id": "Int64",
     "shop_name": "string",

@@ -101,6 +101,18 @@ class Ops:
         )
         return _with_shop_errors(result)
 
+    def prices(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """Every price of the shops' Stripe accounts: what subscriptions can be created from.
+
+        Failed shops are reported as for :meth:`customers`.
+        """
+        result = fetch.fetch_prices(
+            self.ctx, self._shop_list(_ids(shop_ids)), executor=executor, progress=progress
+        )
+        return _with_shop_errors(result)
+
     # -- reports -------------------------------------------------------------------------
 
     def reconcile_customers(

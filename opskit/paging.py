@@ -89,6 +89,7 @@ ENDPOINTS: Mapping[str, Endpoint] = {
     "customers": Endpoint("customers", "customers"),
     # status="all": without it Stripe leaves canceled subscriptions out.
     "subscriptions": Endpoint("subscriptions", "subscriptions", {"status": "all"}),
+    "prices": Endpoint("prices", "prices"),
 }
 
 

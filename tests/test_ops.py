@@ -71,3 +71,13 @@ def test_a_shop_filter_still_tells_wrong_shop_from_missing(session: DemoSession)
     assert len(wrong) == 1 and "belongs to shop 2 (Blue Harbor Books)" in wrong["detail"].iloc[0]
     shop1 = full[full["shop_id"] == 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(only_one, shop1)
+
+
+def test_prices_are_listed_per_shop_in_minor_units(session: DemoSession) -> None:
+    prices = session.ops.prices(progress=False)
+    pd.testing.assert_frame_equal(prices.iloc[:0], frames.empty(frames.PRICES))
+    assert sorted(prices.groupby("shop_id").size().items()) == [(1, 2), (2, 2), (3, 2), (4, 2)]
+    kyoto = prices[prices["shop_id"] == 4]
+    assert set(kyoto["currency"]) == {"jpy"} and set(kyoto["unit_amount"]) == {1200, 3800}
+    assert set(prices["interval"]) == {"month"}
+    assert list(prices.attrs["shop_errors"]) == [6]

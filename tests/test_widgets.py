@@ -298,7 +298,10 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
     first, second = rows.iloc[0], rows.iloc[1]
     panel = widgets.subscription_panel(ops, actor="widget-test")
     panel.shop.value = 3
-    assert panel.price.options, "the shop's prices are offered"
+    # Every recurring price of the shop's Stripe account, in money, not only the ones in use.
+    listed = set(ops.prices([3], progress=False)["stripe_price_id"])
+    assert {value for _, value in panel.price.options} == listed and len(listed) == 2
+    assert all(label.startswith("CHF ") for label, _ in panel.price.options)
 
     panel.account.value = int(first["account_id"])
     sid = first["stripe_subscription_id"]

@@ -34,11 +34,12 @@ def _money(amount: Any, currency: Any) -> str:
     return format_money(int(amount), str(currency))
 
 
-def price_choices(subs: pd.DataFrame) -> list[tuple[str, str]]:
-    """The shop's prices seen on its subscriptions: ``("USD 9.00 / month (price_…)", id)``."""
-    if not len(subs):
+def price_choices(prices: pd.DataFrame) -> list[tuple[str, str]]:
+    """The shop's active recurring prices: ``("USD 9.00 / month (price_…)", id)``."""
+    if not len(prices):
         return []
-    prices = subs.dropna(subset=["stripe_price_id"]).drop_duplicates("stripe_price_id")
+    usable = prices["active"].fillna(True).astype(bool) & prices["interval"].notna()
+    prices = prices[usable]
     out = []
     for row in prices.sort_values(["unit_amount", "stripe_price_id"]).itertuples(index=False):
         every = f" / {row.interval}" if isinstance(row.interval, str) else ""
@@ -47,17 +48,15 @@ def price_choices(subs: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def list_subscriptions(ops: Ops, shop_id: int) -> tuple[pd.DataFrame, str | None]:
-    """The shop's subscriptions and, when Stripe refused or failed, why.
+def list_subscriptions(ops: Ops, shop_id: int) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """The shop's subscriptions and prices and, when Stripe refused or failed, why.
 
-    Like ``ops.subscriptions([shop_id])``, which does not say when a shop failed
-    (it returns no rows then): the panel must not show "no subscriptions" for a
-    shop whose key Stripe rejected.
+    A shop whose key Stripe rejected must not read as "no subscriptions".
     """
-    from opskit import fetch
-
-    result = fetch.fetch_subscriptions(ops.ctx, [ops.ctx.db.shop(shop_id)], progress=False)
-    return result.frame, result.errors.get(shop_id)
+    subs = ops.subscriptions([shop_id], progress=False)
+    error = subs.attrs["shop_errors"].get(shop_id)
+    prices = ops.prices([shop_id], progress=False) if error is None else subs.iloc[:0]
+    return subs, prices, error
 
 
 class SubscriptionPanel(w.VBox):
@@ -164,9 +163,9 @@ class SubscriptionPanel(w.VBox):
             )
             return
         self.progress.start(1, "listing the shop's subscriptions in Stripe…")
-        subs, error = list_subscriptions(self.ops, shop_id)
+        subs, prices, error = list_subscriptions(self.ops, shop_id)
         self._shop_subs = subs
-        set_options(self.price, price_choices(subs))
+        set_options(self.price, price_choices(prices) if error is None else [])
         self.show_account()
         if error:
             self.progress.done("failed", ok=False)
@@ -307,7 +306,7 @@ class SubscriptionPanel(w.VBox):
         """Re-read the account (details changed) and the shop's subscriptions."""
         keep = self.account.value
         self._accounts = self.ops.accounts([self.shop.value])
-        self._shop_subs, _error = list_subscriptions(self.ops, int(self.shop.value))
+        self._shop_subs = self.ops.subscriptions([int(self.shop.value)], progress=False)
         self._filter_accounts()
         if keep in [v for _, v in self.account.options]:
             self.account.value = keep
