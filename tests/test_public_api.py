@@ -17,7 +17,7 @@ def test_all_is_exactly_the_public_surface() -> None:
 
 def test_ops_has_the_documented_methods() -> None:
     documented = [
-        "shops", "accounts", "customers", "subscriptions", "reconcile_customers",
+        "shops", "accounts", "customers", "subscriptions", "prices", "reconcile_customers",
         "reconcile_subscriptions", "summary", "sync_plan", "apply_sync", "create_customer",
         "create_payment_intent", "create_subscription", "cancel_subscription", "audit_log",
     ]  # fmt: skip
