@@ -462,6 +462,11 @@ def _sync_plan(
 
     parse_executor(executor)
     resolved = _prepare_out(plan_out, fmt)
+    if resolved not in ("csv", "parquet"):
+        raise InputError(
+            f"cannot write the plan as {resolved}: --apply reads csv or parquet only",
+            guidance="Pass --plan-out plan.csv (or plan.parquet).",
+        )
     ops = _connect(database_url, stripe_api_base)
     shops = _check_shops(ops, shop)
     with executor_for(executor, timeout=_dask_timeout()) as pool:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import html
 import io
 import json
+import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -185,6 +187,12 @@ def format_for(path: str | Path | None, fmt: str | None) -> str | None:
             raise InputError(
                 f"unknown format {fmt!r}", guidance=f"Use one of: {', '.join(FORMATS)}."
             )
+        claimed = _SUFFIXES.get(Path(path).suffix.lower()) if path is not None else None
+        if claimed not in (None, fmt):
+            raise InputError(
+                f"--format {fmt} does not match the suffix of {str(path)!r} ({claimed})",
+                guidance=f"Name the file .{fmt}, or drop --format to write {claimed}.",
+            )
         return fmt
     if path is None:
         return None
@@ -221,8 +229,6 @@ def check_writable(path: str | Path) -> None:
             f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist",
             guidance="Create the folder first or choose another --out path.",
         )
-    import os
-
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(
             f"cannot write {str(path)!r}: permission denied",
@@ -249,25 +255,37 @@ def write_report(
     check_writable(path)
     clean = {name: _redacted(df) for name, df in reports.items()}
     targets = output_paths(path, clean, fmt)
+    files = list(dict.fromkeys(targets.values()))
+    for target in files:
+        check_writable(target)
+    # Written beside the target, then renamed over it: a failure never leaves a
+    # half-written file, nor a new file next to an old one, at the paths asked for.
+    tag = uuid.uuid4().hex[:8]
+    temp = {t: t.with_name(f".{t.stem}.{tag}.tmp{t.suffix}") for t in files}
     try:
         if fmt == "csv":
             for name, df in clean.items():
-                df.to_csv(targets[name], index=False)
+                df.to_csv(temp[targets[name]], index=False)
         elif fmt == "parquet":
             for name, df in clean.items():
-                df.to_parquet(targets[name], index=False)
+                df.to_parquet(temp[targets[name]], index=False)
         elif fmt == "json":
-            path.write_text(_to_json(clean, title, meta), encoding="utf-8")
+            temp[path].write_text(_to_json(clean, title, meta), encoding="utf-8")
         elif fmt == "xlsx":
-            _write_xlsx(clean, path)
+            _write_xlsx(clean, temp[path])
         else:
-            path.write_text(to_html(clean, title=title, meta=meta), encoding="utf-8")
+            temp[path].write_text(to_html(clean, title=title, meta=meta), encoding="utf-8")
+        for target in files:
+            os.replace(temp[target], target)
     except OSError as exc:
         raise InputError(
             f"cannot write {str(path)!r}: {exc.strerror or exc}",
             guidance="Choose a writable --out path.",
         ) from None
-    return sorted(set(targets.values()), key=list(targets.values()).index)
+    finally:
+        for t in temp.values():
+            t.unlink(missing_ok=True)
+    return files
 
 
 def _redacted(df: pd.DataFrame) -> pd.DataFrame:
@@ -367,7 +385,10 @@ def _write_table(
                 ws.write_datetime(r, c, value, when)
                 longest = 19
             else:
-                ws.write(r, c, value if isinstance(value, int | float | bool) else str(value))
+                if isinstance(value, int | float | bool):
+                    ws.write(r, c, value)
+                else:  # text stays text: no formula ("=..."), no link, no number guessing
+                    ws.write_string(r, c, str(value))
                 longest = max(longest, len(str(value)))
         widths[c] = min(max(widths[c], longest + 2), 60)
 

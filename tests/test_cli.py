@@ -166,6 +166,7 @@ def test_shops_are_masked(backend: Backend) -> None:
         (["--out", "/nonexistent/dir/r.html"], "does not exist"),
         (["--out", "r.html", "--format", "xls"], "unknown format"),
         (["--out", "r.xls"], "suffix"),
+        (["--out", "r.html", "--format", "csv"], "does not match the suffix"),
         (["--report", "invoices"], "unknown report"),
         (["--executor", "dask://no-port"], "invalid executor"),
         (["--executor", "dask://127.0.0.1:9"], "cannot reach the dask scheduler"),
@@ -224,6 +225,17 @@ def test_sync_plan_then_apply_then_audit(backend: Backend, tmp_path: Path) -> No
 def test_sync_needs_one_mode() -> None:
     result = run("sync")
     assert result.exit_code == 3 and "--plan-out" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["plan.xlsx", "plan.html", "plan.json"])
+def test_sync_plan_only_in_a_format_apply_reads(
+    backend: Backend, tmp_path: Path, name: str
+) -> None:
+    """A plan --apply cannot read is refused up front, not after the run."""
+    _, conn = backend(deleted=True)
+    result = run("sync", *conn, "--plan-out", str(tmp_path / name))
+    assert result.exit_code == 3, result.output
+    assert ".csv" in result.stderr and not (tmp_path / name).exists()
 
 
 # -- the demo, as `make demo` runs it ---------------------------------------------------------

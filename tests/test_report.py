@@ -180,3 +180,52 @@ def test_unwritable_paths(tmp_path: Path, reports: dict) -> None:
         report.write_report(reports, tmp_path / "missing" / "r.html")
     with pytest.raises(InputError, match="directory"):
         report.write_report(reports, tmp_path, "html")
+
+
+def test_format_option_must_agree_with_the_suffix() -> None:
+    """`--format csv --out report.html` would write CSV text into a file browsers open as HTML."""
+    with pytest.raises(InputError, match="does not match"):
+        report.format_for("report.html", "csv")
+    with pytest.raises(InputError, match="does not match"):
+        report.format_for("report.xlsx", "html")
+    assert report.format_for("report.HTM", "html") == "html"
+    assert report.format_for("report.pq", "parquet") == "parquet"
+    assert report.format_for("report.txt", "csv") == "csv"  # a suffix no format claims
+
+
+def test_excel_shows_text_as_text(tmp_path: Path) -> None:
+    """Names and emails come from customers: never run as formulas or turned into links."""
+    from openpyxl import load_workbook
+
+    formula = '=HYPERLINK("http://evil.example","refund")'
+    df = customers(["mismatch"]).assign(
+        local_name=pd.array(["=1+2"], dtype="string"),
+        stripe_name=pd.array([formula], dtype="string"),
+        local_email=pd.array(["http://evil.example/x"], dtype="string"),
+    )
+    (path,) = report.write_report({"customers": df}, tmp_path / "r.xlsx")
+    ws = load_workbook(path)["Customers"]
+    cells = {ws.cell(1, c).value: ws.cell(2, c) for c in range(1, ws.max_column + 1)}
+    for col, text in (("local_name", "=1+2"), ("stripe_name", formula)):
+        assert cells[col].data_type == "s" and cells[col].value == text
+    assert cells["local_email"].value == "http://evil.example/x"
+    assert cells["local_email"].hyperlink is None
+    assert cells["account_id"].value == 1000  # numbers stay numbers
+
+
+def test_a_failed_write_leaves_the_previous_report_intact(tmp_path: Path, reports: dict) -> None:
+    path = tmp_path / "r.xlsx"
+    report.write_report(reports, path)
+    before = path.read_bytes()
+    unwritable = {"customers": reports["customers"].assign(score=float("inf"))}
+    with pytest.raises(TypeError):
+        report.write_report(unwritable, path)
+    assert path.read_bytes() == before  # not a half-written workbook
+    assert sorted(tmp_path.iterdir()) == [path]  # and no temporary file left behind
+
+
+def test_several_files_are_checked_before_any_is_written(tmp_path: Path, reports: dict) -> None:
+    (tmp_path / "r-subscriptions.csv").mkdir()
+    with pytest.raises(InputError, match="r-subscriptions.csv"):
+        report.write_report(reports, tmp_path / "r.csv")
+    assert not (tmp_path / "r-customers.csv").exists()  # not half a report set

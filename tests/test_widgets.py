@@ -8,6 +8,7 @@ payments shops 1 and 4, subscription fixes shop 3; the reconcile tests only read
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -90,7 +91,6 @@ def test_reconcile_panel_runs_filters_and_charts(session: DemoSession, tmp_path:
     assert str(csv.resolve()) in panel.export_path.value
     exported = pd.read_csv(csv)
     assert len(exported) == mismatches and set(exported["status"]) == {"mismatch"}
-    assert "sk_live_" not in csv.read_text() or "…" in csv.read_text()
 
     panel.status_filter.value = ""  # all rows
     panel.export_excel_button.click()
@@ -98,6 +98,10 @@ def test_reconcile_panel_runs_filters_and_charts(session: DemoSession, tmp_path:
     assert str(xlsx.resolve()) in panel.export_path.value
     sheets = pd.read_excel(xlsx, sheet_name=None)
     assert len(sheets["Customers"]) == len(expected)
+    # The failed live shop's rows are in the file; its secret key is not.
+    secret = session.ops.ctx.db.shop(6).stripe_secret_key
+    cells = [str(v) for v in sheets["Customers"].to_numpy().ravel()]
+    assert "shop_error" in cells and not any(secret[8:] in c for c in cells)
 
 
 def test_reconcile_panel_subscriptions_report(session: DemoSession) -> None:
@@ -127,14 +131,22 @@ def test_reconcile_panel_errors_stay_in_the_panel(
     broken = tmp_path / "broken.sqlite"
     broken.write_bytes(source.read_bytes())
     ops = opskit.connect(f"sqlite:///{broken}", stripe_api_base=session.sandbox.url)
-    panel = widgets.reconcile_panel(ops)
+    panel = widgets.reconcile_panel(ops, export_dir=tmp_path)
+    panel.shops.value = (1,)
+    panel.run_button.click()
+    assert panel.message.kind == "success" and "<tbody><tr>" in panel.table.value
     with sqlite3.connect(broken) as conn:
         conn.execute("DROP TABLE accounts")
+    panel.shops.value = (1, 2)
     panel.run_button.click()  # must not raise
     assert panel.message.kind == "error"
     assert "What to do" in panel.message.value
     assert "Traceback" not in panel.message.value
     assert not panel.run_button.disabled  # usable again
+    # The last good run (other shops) is not left on show, nor exported as if current.
+    assert "<tbody><tr>" not in panel.table.value and panel.summary.value == ""
+    panel.export_csv_button.click()
+    assert not (tmp_path / "report.csv").exists()
 
 
 # -- sync ----------------------------------------------------------------------------------
@@ -157,6 +169,14 @@ def test_sync_panel_dry_run_then_confirmed_apply(session: DemoSession) -> None:
     assert panel.confirm.pending and f"{len(plan) - 1} change(s)" in panel.confirm.question.value
     panel.confirm.cancel_button.click()
     assert ops.audit_log(action="sync.*").empty  # cancelled: still nothing written
+
+    # The selection changes while the question is open: the question no longer holds.
+    panel.apply_button.click()
+    panel.select_all_button.click()
+    assert not panel.confirm.pending
+    panel.confirm.confirm_button.click()
+    assert ops.audit_log(action="sync.*").empty
+    panel.rows.value = tuple(v for v in panel.rows.value if v != 0)
 
     panel.apply_button.click()
     panel.confirm.confirm_button.click()
@@ -265,6 +285,12 @@ def test_payment_panel_live_shop_needs_confirmation(session: DemoSession) -> Non
     panel = widgets.payment_panel(session.ops)
     panel.shop.value = 6
     assert "LIVE" in panel.live_badge.value
+    # The demo's live shop links no customer: link one, so the request reaches Stripe.
+    with sqlite3.connect(session.ops.ctx.db.url.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "UPDATE accounts SET details = ? WHERE id = ?",
+            (json.dumps({"stripe_customer_id": "cus_LiveLinked"}), int(panel.account.value)),
+        )
     panel.amount.value = 2500
     panel.currency.value = "gbp"
     panel.create_button.click()
@@ -274,9 +300,12 @@ def test_payment_panel_live_shop_needs_confirmation(session: DemoSession) -> Non
     panel.confirm.confirm_button.click()
     # Confirmed, so the guard let it through; the sandbox rejects live keys: shown, not raised.
     assert panel.message.kind == "error", panel.message.text
+    assert "Stripe refused" in panel.message.text
     assert "Traceback" not in panel.message.value
     audit = session.ops.audit_log(action="payment_intent.create", shop_id=6)
-    assert "refused" not in set(audit["outcome"])  # confirm=True was passed
+    assert list(audit["outcome"]) == ["error"]  # sent (confirm=True), not refused by the guard
+    secret = session.ops.ctx.db.shop(6).stripe_secret_key
+    assert secret and secret[8:] not in panel.message.value + panel.message.text
 
 
 # -- subscriptions -------------------------------------------------------------------------
@@ -350,3 +379,55 @@ def test_subscription_panel_live_shop(session: DemoSession) -> None:
     assert panel.progress.bar.bar_style == "danger"
     panel.shop.value = 5  # no key at all: said so, nothing requested
     assert panel.message.kind == "warning" and "no secret key" in panel.message.text
+
+
+def test_payment_confirmation_is_for_what_was_asked(session: DemoSession) -> None:
+    """Changing the form after the question was asked withdraws it: what runs is what was read."""
+    account = _linked_account(session, 1)
+    panel = widgets.payment_panel(session.ops, actor="stale-confirm")
+    panel.shop.value = 1
+    panel.search.value = account["email"]
+    panel.amount.value = 100
+    panel.currency.value = "usd"
+    panel.create_button.click()
+    assert panel.confirm.pending and "USD 1.00" in panel.confirm.question.value
+    panel.amount.value = 999_999
+    assert not panel.confirm.pending
+    panel.confirm.confirm_button.click()
+    assert panel.last_result is None
+    assert session.ops.audit_log(actor="stale-confirm").empty
+
+    # Asked for a test shop, then switched to the live one: no unmarked live write.
+    panel.amount.value = 100
+    panel.create_button.click()
+    assert panel.confirm.pending
+    panel.shop.value = 6
+    assert not panel.confirm.pending
+
+
+def test_subscription_confirmation_is_for_the_account_asked(session: DemoSession) -> None:
+    panel = widgets.subscription_panel(session.ops, actor="stale-confirm-sub")
+    panel.shop.value = 3
+    first, second = (v for _, v in panel.account.options[:2])
+    panel.account.value = first
+    panel.create_button.click()
+    assert panel.confirm.pending and str(first) in panel.confirm.question.value
+    panel.account.value = second
+    assert not panel.confirm.pending
+    panel.confirm.confirm_button.click()
+    assert session.ops.audit_log(actor="stale-confirm-sub").empty
+
+
+def test_subscription_panel_shows_local_details_as_text(session: DemoSession) -> None:
+    """Details are the backend's JSON: markup in them is shown, not rendered."""
+    account_id = int(session.ops.accounts([5])["account_id"].iloc[0])
+    with sqlite3.connect(session.ops.ctx.db.url.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "UPDATE accounts SET details = ? WHERE id = ?",
+            (json.dumps({"subscription_status": "<b>past_due</b>"}), account_id),
+        )
+    panel = widgets.subscription_panel(session.ops)
+    panel.shop.value = 5
+    panel.account.value = account_id
+    assert "&lt;b&gt;past_due&lt;/b&gt;" in panel.local.value
+    assert "<b>past_due" not in panel.local.value

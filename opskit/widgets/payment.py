@@ -77,6 +77,10 @@ class PaymentPanel(w.VBox):
         self.search.observe(lambda _c: self._filter_accounts(), names="value")
         for field in (self.amount, self.currency):
             field.observe(lambda _c: self._preview(), names="value")
+        # Any change to what the open question describes withdraws it: Confirm runs what was asked.
+        for field in (self.shop, self.account, self.amount, self.currency, self.description,
+                      self.actor):  # fmt: skip
+            field.observe(lambda _c: self.confirm.reset(), names="value")
         self.create_button.on_click(lambda _b: self.ask_create())
         self.new_button.on_click(lambda _b: self.new_payment())
         guarded(self.message)(self._load_accounts)()

@@ -120,6 +120,7 @@ class ReconcilePanel(w.VBox):
             report = runner(ids, progress=False)
         except Exception:
             self.progress.done("failed", ok=False)
+            self._clear_result()  # the last good run is for other inputs: not shown, not exported
             raise
         self.progress.step("building the summary and chart…")
         self.report, self.report_name = report, name
@@ -184,6 +185,12 @@ class ReconcilePanel(w.VBox):
         self.message.show("success", f"Exported {len(rows)} rows to {where}")
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _clear_result(self) -> None:
+        self.report = None
+        self.summary.value = self.table.value = self.count.value = ""
+        self.chart.value = b""
+        self.status_filter.disabled = True
 
     def _show_summary(self, report: pd.DataFrame) -> None:
         from opskit.report import status_chart

@@ -15,6 +15,7 @@ from opskit.widgets._common import (
     Progress,
     account_choices,
     default_actor,
+    esc,
     frame_html,
     guarded,
     heading,
@@ -140,6 +141,9 @@ class SubscriptionPanel(w.VBox):
         self.cancel_end_button.on_click(lambda _b: self.ask_cancel(at_period_end=True))
         self.cancel_now_button.on_click(lambda _b: self.ask_cancel(at_period_end=False))
         self.create_button.on_click(lambda _b: self.ask_create())
+        # Any change to what the open question describes withdraws it: Confirm runs what was asked.
+        for field in (self.account, self.subscription, self.price, self.force, self.actor):
+            field.observe(lambda _c: self.confirm.reset(), names="value")
         load_shop()
 
     # -- loading -------------------------------------------------------------------------
@@ -210,7 +214,7 @@ class SubscriptionPanel(w.VBox):
             "recorded price": row["stripe_price_id"],
         }
         self.local.value = "Local record: " + ", ".join(
-            f"{k} <code>{'' if pd.isna(v) else v}</code>" for k, v in local.items()
+            f"{k} <code>{esc(v)}</code>" for k, v in local.items()
         )
         if pd.isna(customer) or not len(self._shop_subs):
             subs = self._shop_subs.head(0)

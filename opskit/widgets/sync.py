@@ -103,6 +103,9 @@ class SyncPanel(w.VBox):
         self.select_all_button.on_click(lambda _b: self._select(all_rows=True))
         self.select_none_button.on_click(lambda _b: self._select(all_rows=False))
         self.rows.observe(lambda _c: self._update_apply(), names="value")
+        # A changed selection (or actor) withdraws the open question: Confirm runs what was asked.
+        for field in (self.rows, self.actor):
+            field.observe(lambda _c: self.confirm.reset(), names="value")
 
     def build_plan(self) -> None:
         """The dry run: what would change, nothing written."""
