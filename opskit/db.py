@@ -31,12 +31,18 @@ DETAIL_KEYS = (
 )
 
 
+# Query parameters that carry a secret (libpq takes ?password=... and ?sslpassword=...).
+_SECRET_PARAM = re.compile(r"(?i)([?&][^=&]*pass[^=&]*=)[^&]*")
+
+
 def safe_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+        text = sa.make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Unreadable: hide everything between the scheme and the last '@'.
+        text = re.sub(r"^([^:/]*:/*)?.*@", lambda m: (m.group(1) or "") + "***@", url)
+    return _SECRET_PARAM.sub(r"\1***", text)
 
 
 def create_engine(url: str) -> Engine:
@@ -44,9 +50,11 @@ def create_engine(url: str) -> Engine:
     # notebook sessions and leak as unclosed sockets when an Ops object is dropped.
     try:
         engine = sa.create_engine(url, poolclass=NullPool)
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        # A ValueError quotes the unparseable part of the URL, which may be the password.
+        why = "malformed URL" if isinstance(exc, ValueError) else f"{exc.__class__.__name__}: {exc}"
         raise DatabaseUnavailable(
-            f"cannot use database URL {safe_url(url)!r}: {exc.__class__.__name__}: {exc}",
+            f"cannot use database URL {safe_url(url)!r}: {why}",
             guidance="Use a SQLAlchemy URL such as postgresql+psycopg://user@host/db "
             "or sqlite:///path/to/file.sqlite.",
         ) from None

@@ -16,8 +16,10 @@ Mode = Literal["live", "test", "none", "invalid"]
 
 # Stripe keys: sk_/rk_/pk_ + live|test + "_" + token. Tokens are alphanumeric.
 _KEY_RE = re.compile(r"^(sk|rk|pk)_(live|test)_([A-Za-z0-9]+)$")
-# Anything that looks like a key inside free text (for redaction).
-_KEY_IN_TEXT = re.compile(r"\b(sk|rk)_(live|test)_[A-Za-z0-9_\-]+")
+# Anything that looks like a key inside free text (for redaction). Not ``\b``: a key glued
+# to "_", a digit or "%3D"/"%20" (URL-encoded text) must be caught too; only a lowercase
+# letter before it ("task_live_...") marks an ordinary word.
+_KEY_IN_TEXT = re.compile(r"(?<![a-z])(sk|rk)_(live|test)_[A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,10 @@ def _get(obj: Any, names: tuple[str, ...]) -> Any:
 
 
 def _none_if_na(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
     try:
-        if value is None or value != value:  # NaN / NA
+        if value != value:  # NaN
             return None
     except (TypeError, ValueError):
         return value

@@ -222,3 +222,24 @@ def test_non_string_detail_values_read_the_same_on_both_databases(db_url: str) -
     )
     a = opskit.connect(db_url).accounts().iloc[0]
     assert (a["subscription_status"], a["stripe_price_id"]) == ("true", "7")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # libpq/psycopg take the password from the query string too
+        "postgresql+psycopg://opskit@127.0.0.1:1/nowhere?password=s3cret",
+        "postgresql+psycopg://opskit@127.0.0.1:1/nowhere?sslpassword=s3cret&connect_timeout=2",
+        # not parseable as a URL at all: nothing between ':' and '@' may be shown
+        "postgresql+psycopg:/opskit:s3cret@127.0.0.1/db x",
+        "not a url opskit:s3cret@host",
+        "postgresql+psycopg://opskit:p@ss:s3cret@127.0.0.1:1/nowhere",
+    ],
+)
+def test_database_errors_never_show_a_password(url: str) -> None:
+    from opskit.db import safe_url
+
+    assert "s3cret" not in safe_url(url)
+    with pytest.raises(opskit.DatabaseUnavailable) as err:
+        opskit.connect(url)
+    assert "s3cret" not in str(err.value)

@@ -53,3 +53,42 @@ def test_redact_replaces_keys_inside_text() -> None:
 def test_errors_redact_their_message_and_guidance() -> None:
     err = OpskitError(f"bad {TEST}", guidance=f"try {LIVE}")
     assert TEST not in str(err) and LIVE not in str(err) and LIVE not in repr(err)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"key_{LIVE}",  # glued to an identifier by an underscore
+        f"https://example.test/?k=a%3D{LIVE}",  # URL-encoded '='
+        f"Authorization%3ABearer%20{TEST}",  # URL-encoded space before the key
+    ],
+)
+def test_redact_catches_keys_glued_to_other_text(text: str) -> None:
+    out = redact(text)
+    assert LIVE not in out and TEST not in out
+
+
+def test_redact_leaves_ordinary_words_alone() -> None:
+    assert redact("task_live_update and work_test_results") == (
+        "task_live_update and work_test_results"
+    )
+
+
+def test_a_pandas_row_with_missing_values_is_read_as_missing() -> None:
+    # Rows of string/Int64 frames hold pd.NA, not None: a missing key is "no secret key",
+    # not an invalid one, and NA never leaks into opskit's objects.
+    import pandas as pd
+
+    from opskit.models import as_account, as_shop
+
+    shops = pd.DataFrame(
+        {"id": [1], "name": ["S"], "stripe_secret_key": [None], "stripe_public_key": [None]}
+    ).astype({"id": "Int64", "name": "string", "stripe_secret_key": "string"})
+    shop = as_shop(shops.iloc[0])
+    assert shop is not None and shop.stripe_secret_key is None and shop.mode == "none"
+    assert shop.key_info.problem == "no secret key"
+    accounts = pd.DataFrame(
+        {"account_id": [7], "shop_id": [1], "email": [None], "details": ['{"a": 1}']}
+    ).astype({"account_id": "Int64", "shop_id": "Int64", "email": "string", "details": "string"})
+    acc = as_account(accounts.iloc[0])
+    assert acc.email is None and acc.id == 7 and dict(acc.details) == {"a": 1}

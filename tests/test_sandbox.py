@@ -448,3 +448,60 @@ def test_module_cli_subprocess() -> None:
             out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err
         assert "sk_test_a" not in out + err and "sk_test_b" not in out + err
+
+
+def test_two_sandboxes_in_one_process_never_mix_stores(sandbox: Sandbox) -> None:
+    # localstripe's store is one module global: a second Sandbox serving at the same
+    # time (a demo next to a test fixture, two notebooks' panels) must not swap it
+    # under the first one's handler. A tiny switch interval makes the race certain.
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    errors: list[str] = []
+    created: dict[str, list[str]] = {"a": [], "b": []}
+    try:
+        with Sandbox() as other:
+            clients = {
+                "a": stripe.StripeClient(make_key("mixa"), base_addresses={"api": sandbox.url}),
+                "b": stripe.StripeClient(make_key("mixb"), base_addresses={"api": other.url}),
+            }
+
+            def work(name: str) -> None:
+                c = clients[name]
+                for _ in range(60):
+                    try:
+                        cus = c.v1.customers.create(params={"email": f"{name}@example.com"})
+                        created[name].append(cus.id)
+                        c.v1.customers.retrieve(cus.id)
+                    except stripe.StripeError as e:
+                        errors.append(f"{name}: {e.user_message}")
+
+            threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b", "a", "b")]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            listed = {
+                n: sorted(
+                    x.id for x in c.v1.customers.list(params={"limit": 100}).auto_paging_iter()
+                )
+                for n, c in clients.items()
+            }
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    assert listed == {n: sorted(ids) for n, ids in created.items()}
+
+
+def test_basic_auth_key_with_trailing_newline_is_not_accepted(sandbox: Sandbox) -> None:
+    # "sk_test_x\n" is not a well-formed key (re's "$" also matches before a final
+    # newline); it must not get a store of its own.
+    import base64
+
+    token = base64.b64encode(b"sk_test_basicnl1234\n:").decode()
+    req = urllib.request.Request(
+        sandbox.url + "/v1/customers", headers={"Authorization": f"Basic {token}"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=10)
+    exc.value.close()
+    assert exc.value.code == 401

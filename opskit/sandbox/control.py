@@ -25,7 +25,7 @@ def mask(key: str | None) -> str:
 
 
 def well_formed_test_key(key: str) -> bool:
-    return bool(_KEY_RE.match(key))
+    return bool(_KEY_RE.fullmatch(key))
 
 
 @dataclass

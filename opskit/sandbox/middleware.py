@@ -21,6 +21,7 @@ from localstripe import resources as ls
 from localstripe.errors import UserError
 
 from opskit.sandbox.control import RequestRecord, Settings, mask, throttle, well_formed_test_key
+from opskit.sandbox.patches import swap_lock
 from opskit.sandbox.stores import IdempotentResult, IndexedStore
 
 CONTROL_PREFIX = "/_sandbox/"
@@ -171,11 +172,12 @@ class Pipeline:
                     )
                     replay.headers["Idempotent-Replayed"] = "true"
                     return replay
-            ls.store = store
-            try:
-                resp = await self._call(request, handler)
-            finally:
-                ls.store = _EMPTY
+            with swap_lock:
+                ls.store = store
+                try:
+                    resp = await self._call(request, handler)
+                finally:
+                    ls.store = _EMPTY
             if fingerprint and resp.status < 500 and isinstance(resp, web.Response):
                 store.idempotency[idem or ""] = IdempotentResult(
                     fingerprint, resp.status, _body_bytes(resp), resp.content_type

@@ -39,6 +39,11 @@ def as_async(handler: Any) -> Any:
 _lock = threading.Lock()
 _applied = False
 
+# Held while ``localstripe.resources.store`` points at one key's store and a handler
+# (or a seed) runs: that global is shared by every Sandbox in the process, each
+# serving on its own thread. Always taken after the Sandbox's own store lock.
+swap_lock = threading.Lock()
+
 # True while Sandbox.seed() builds objects: skips Event snapshots (each one is
 # a full export of the object, the main cost of bulk inserts).
 seeding = False

@@ -177,17 +177,18 @@ def seed_into(store: IndexedStore, kind: str, objects: list[dict[str, Any]]) -> 
         raise ValueError(f"cannot seed {kind!r}; supported: {sorted(set(KINDS))}")
     build = BUILDERS[norm]
     ids: list[str] = []
-    old_store = ls.store
-    ls.store = store
-    patches.seeding = True
-    store.begin_bulk()
-    try:
-        for o in objects:
-            obj = build(o)
-            _rekey(store, obj, o.get("id") if norm != "price" else None, o.get("created"))
-            ids.append(obj.id)
-    finally:
-        store.end_bulk()
-        patches.seeding = False
-        ls.store = old_store
+    with patches.swap_lock:
+        old_store = ls.store
+        ls.store = store
+        patches.seeding = True
+        store.begin_bulk()
+        try:
+            for o in objects:
+                obj = build(o)
+                _rekey(store, obj, o.get("id") if norm != "price" else None, o.get("created"))
+                ids.append(obj.id)
+        finally:
+            store.end_bulk()
+            patches.seeding = False
+            ls.store = old_store
     return ids
