@@ -220,7 +220,7 @@ def test_connection_refused_is_reported_clearly() -> None:
 
 
 def test_client_side_limiter_keeps_a_shop_under_its_rate(sandbox: Any, key: str) -> None:
-    rate, n = 25.0, 40
+    rate, n = 25.0, 80
     client = client_for_shop(_shop(key), api_base=sandbox.url, rate_limit=rate)
     transport = transport_of(client)
     assert transport is not None and transport.limiter is not None
@@ -232,8 +232,8 @@ def test_client_side_limiter_keeps_a_shop_under_its_rate(sandbox: Any, key: str)
     assert elapsed >= (n - burst) / rate
     stamps = sorted(r.at for r in sandbox.requests(key))
     # at the server: no one-second window holds much more than rate + burst requests
-    # (20% slack for response-time jitter on a loaded machine; unlimited would be ~n)
-    assert max(sum(1 for t in stamps if s <= t < s + 1) for s in stamps) <= rate * 1.2 + burst
+    # (50% slack: a loaded machine can bunch paced requests; unlimited would be ~n = 80)
+    assert max(sum(1 for t in stamps if s <= t < s + 1) for s in stamps) <= rate * 1.5 + burst
 
 
 def test_limiter_is_shared_by_all_clients_of_one_key(sandbox: Any, key: str) -> None:
