@@ -36,11 +36,15 @@ def connect(
     ``url`` defaults to ``OPSKIT_DATABASE_URL``, else the embedded demo SQLite
     database in the per-user data directory (created with the seeded demo data
     on first use). ``stripe_api_base`` defaults to ``OPSKIT_STRIPE_API_BASE``,
-    else Stripe itself.
+    else Stripe itself. ``settings`` tunes limits and safety; where it leaves the
+    database URL or the Stripe base unset, the environment still supplies them.
     """
-    base = settings or Settings.from_env()
+    env = Settings.from_env()
+    base = settings or env
+    if base.stripe_api_base is None:
+        base = replace(base, stripe_api_base=env.stripe_api_base)
     if url is None:
-        url = base.database_url
+        url = base.database_url or env.database_url
     if url is None:
         url = demo_database_url()
         demo.ensure_database(url)

@@ -243,3 +243,15 @@ def test_database_errors_never_show_a_password(url: str) -> None:
     with pytest.raises(opskit.DatabaseUnavailable) as err:
         opskit.connect(url)
     assert "s3cret" not in str(err.value)
+
+
+def test_custom_settings_keep_the_environments_database_and_stripe_base(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert(db_url, shops=_shops()[:1])
+    monkeypatch.setenv("OPSKIT_DATABASE_URL", db_url)
+    monkeypatch.setenv("OPSKIT_STRIPE_API_BASE", "http://127.0.0.1:12111")
+    ops = opskit.connect(settings=opskit.Settings(test_rate_limit=25.0))
+    assert list(ops.shops()["shop_name"]) == ["Good"]
+    assert ops.ctx.api_base == "http://127.0.0.1:12111"
+    assert ops.ctx.settings.test_rate_limit == 25.0
