@@ -457,7 +457,6 @@ def _sync_plan(
     executor: str,
     quiet: bool,
 ) -> int:
-    from opskit import sync as sync_mod
     from opskit.executors import executor_for, parse_executor
 
     parse_executor(executor)
@@ -471,7 +470,7 @@ def _sync_plan(
     shops = _check_shops(ops, shop)
     with executor_for(executor, timeout=_dask_timeout()) as pool:
         reports = report.run_reports(ops, "all", shops, executor=pool, progress=not quiet)
-    plan = sync_mod.build_plan(reports["customers"], reports["subscriptions"], ops.accounts(shops))
+    plan = ops.sync_plan(shops, reports=reports)
     written = report.write_report({"plan": plan}, plan_out, resolved)
     code = (
         report.SHOP_FAILED
@@ -558,7 +557,6 @@ def demo(
     plan (dry run: nothing is written). Needs no configuration and no network.
     """
     from opskit import demo as demo_mod
-    from opskit import sync as sync_mod
 
     with _guard(debug):
         resolved = _prepare_out(out, fmt)
@@ -577,7 +575,7 @@ def demo(
             console.print()
             reports = report.run_reports(ops, "all", progress=not quiet)
             _print_reports(console, reports, findings=True)
-            plan = sync_mod.build_plan(reports["customers"], reports["subscriptions"], accounts)
+            plan = ops.sync_plan(reports=reports)
             console.print(_plan_table(plan))
             if out is not None:
                 for path in report.write_report(reports, out, resolved, meta=_meta(ops, None)):

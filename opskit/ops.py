@@ -7,9 +7,9 @@ and a scheduled report can never disagree.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -17,10 +17,13 @@ import pandas as pd
 from opskit import actions, audit, demo, fetch, reconcile, sync
 from opskit.config import Settings, demo_database_url
 from opskit.context import Context
-from opskit.db import Database, safe_url
+from opskit.db import Database, safe_url, shops_frame
+from opskit.exceptions import InputError
+from opskit.models import Shop
 from opskit.schema import Schema
 
 ShopIds = Iterable[int] | int | None
+REPORTS = ("customers", "subscriptions")
 log = logging.getLogger(__name__)
 
 
@@ -123,45 +126,74 @@ class Ops:
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """One row per finding comparing local accounts with Stripe customers."""
-        ids = _ids(shop_ids)
-        shops_df = self.ctx.db.load_shops(ids)
-        accounts_df = self.ctx.db.load_accounts(ids)
-        links = fetch.linked_ids(accounts_df, "stripe_customer_id")
-        run = self._shop_list(ids)
-        # With a shop filter, the other shops are still asked about ids found nowhere,
-        # so a link to another shop's customer reads wrong_shop, not missing_in_stripe.
-        outside = [s for s in self._shop_list(None) if s not in run] if ids is not None else []
-        result = fetch.fetch_customers(
-            self.ctx,
-            run,
-            link_ids=links,
-            lookup_shops=outside,
-            executor=executor,
-            progress=progress,
-        )
-        return reconcile.reconcile_customers(
-            shops_df,
-            accounts_df,
-            result.frame,
-            result.errors,
-            other_shops=self.ctx.db.load_shops() if outside else None,
-        )
+        return self.reconcile(shop_ids, ("customers",), executor=executor, progress=progress)[
+            "customers"
+        ]
 
     def reconcile_subscriptions(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
     ) -> pd.DataFrame:
         """One row per finding comparing local subscription fields with Stripe subscriptions."""
-        ids = _ids(shop_ids)
-        shops_df = self.ctx.db.load_shops(ids)
-        accounts_df = self.ctx.db.load_accounts(ids)
-        result = fetch.fetch_subscriptions(
+        return self.reconcile(shop_ids, ("subscriptions",), executor=executor, progress=progress)[
+            "subscriptions"
+        ]
+
+    def reconcile(
+        self,
+        shop_ids: ShopIds = None,
+        reports: Iterable[str] = REPORTS,
+        *,
+        executor: Executor | None = None,
+        progress: bool = True,
+    ) -> dict[str, pd.DataFrame]:
+        """Several reports from one read of the local data: ``{"customers": ..., ...}``.
+
+        Loading a million accounts takes seconds, so the reports of one run share it.
+        """
+        local = self._local(shop_ids)
+        runners = {"customers": self._customer_report, "subscriptions": self._subscription_report}
+        unknown = [name for name in reports if name not in runners]
+        if unknown:
+            raise InputError(
+                f"unknown report {unknown[0]!r}", guidance=f"Use one of: {', '.join(REPORTS)}."
+            )
+        return {name: runners[name](local, executor, progress) for name in reports}
+
+    def _customer_report(
+        self, local: _Local, executor: Executor | None, progress: bool
+    ) -> pd.DataFrame:
+        # With a shop filter, the other shops are still asked about ids found nowhere,
+        # so a link to another shop's customer reads wrong_shop, not missing_in_stripe.
+        outside = [s for s in local.all_shops if s not in local.run]
+        result = fetch.fetch_customers(
             self.ctx,
-            self._shop_list(ids),
-            expected=fetch.size_hints(accounts_df, "stripe_subscription_id"),
+            local.run,
+            link_ids=fetch.linked_ids(local.accounts, "stripe_customer_id"),
+            lookup_shops=outside,
             executor=executor,
             progress=progress,
         )
-        return reconcile.reconcile_subscriptions(shops_df, accounts_df, result.frame, result.errors)
+        return reconcile.reconcile_customers(
+            local.shops,
+            local.accounts,
+            result.frame,
+            result.errors,
+            other_shops=shops_frame(outside) if outside else None,
+        )
+
+    def _subscription_report(
+        self, local: _Local, executor: Executor | None, progress: bool
+    ) -> pd.DataFrame:
+        result = fetch.fetch_subscriptions(
+            self.ctx,
+            local.run,
+            expected=fetch.size_hints(local.accounts, "stripe_subscription_id"),
+            executor=executor,
+            progress=progress,
+        )
+        return reconcile.reconcile_subscriptions(
+            local.shops, local.accounts, result.frame, result.errors
+        )
 
     @staticmethod
     def summary(report: pd.DataFrame) -> pd.DataFrame:
@@ -171,13 +203,28 @@ class Ops:
     # -- repairs -------------------------------------------------------------------------
 
     def sync_plan(
-        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+        self,
+        shop_ids: ShopIds = None,
+        *,
+        reports: Mapping[str, pd.DataFrame] | None = None,
+        executor: Executor | None = None,
+        progress: bool = True,
     ) -> pd.DataFrame:
-        """Proposed changes to local details, derived from both reports. Nothing is written."""
+        """Proposed changes to local details, derived from both reports. Nothing is written.
 
-        customers = self.reconcile_customers(shop_ids, executor=executor, progress=progress)
-        subscriptions = self.reconcile_subscriptions(shop_ids, executor=executor, progress=progress)
-        return sync.build_plan(customers, subscriptions, self.accounts(shop_ids))
+        ``reports``: both reports of the same shops from :meth:`reconcile`, when the
+        caller already has them (the CLI prints them too); else they are made here.
+        """
+        if reports is not None:
+            return sync.build_plan(
+                reports["customers"], reports["subscriptions"], self.accounts(shop_ids)
+            )
+        local = self._local(shop_ids)
+        return sync.build_plan(
+            self._customer_report(local, executor, progress),
+            self._subscription_report(local, executor, progress),
+            local.accounts,
+        )
 
     def apply_sync(self, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
         """Apply a plan (or a filtered part of one), one transaction per shop, audited."""
@@ -215,6 +262,26 @@ class Ops:
         wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
         shops = self.ctx.db.shop_objects()
         return [s for sid, s in shops.items() if wanted is None or sid in wanted]
+
+    def _local(self, shop_ids: ShopIds) -> _Local:
+        """Shops and accounts read once for one reconciliation run."""
+        wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
+        every = list(self.ctx.db.shop_objects().values())
+        run = [s for s in every if wanted is None or s.id in wanted]
+        return _Local(
+            shops=shops_frame(run),
+            accounts=self.ctx.db.load_accounts(wanted),
+            run=run,
+            all_shops=every,
+        )
+
+
+@dataclass(frozen=True)
+class _Local:
+    shops: pd.DataFrame  # SHOPS frame of the run's shops
+    accounts: pd.DataFrame  # their accounts
+    run: list[Shop]  # the run's shops, raw keys inside: for clients only
+    all_shops: list[Shop]  # every shop of the backend (cross-shop lookups)
 
 
 def _with_shop_errors(result: fetch.FetchResult) -> pd.DataFrame:

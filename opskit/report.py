@@ -123,12 +123,7 @@ def run_reports(
     progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Run ``customers``, ``subscriptions`` or ``all`` reports; keys are report names."""
-    names = report_names(which)
-    runners = {
-        "customers": ops.reconcile_customers,
-        "subscriptions": ops.reconcile_subscriptions,
-    }
-    return {n: runners[n](shop_ids, executor=executor, progress=progress) for n in names}
+    return ops.reconcile(shop_ids, report_names(which), executor=executor, progress=progress)
 
 
 def report_names(which: str) -> tuple[str, ...]:
