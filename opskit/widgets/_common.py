@@ -276,6 +276,16 @@ def live_names(shops: pd.DataFrame, ids: list[int] | tuple[int, ...]) -> list[st
     return [f"{r.shop_id} · {r.shop_name}" for r in mine.itertuples(index=False)]
 
 
+def account_picker(shops: pd.DataFrame) -> tuple[w.Dropdown, LiveBadge, w.Text, w.Dropdown]:
+    """The shop dropdown, its LIVE badge, the email/name search and the account dropdown."""
+    shop = w.Dropdown(
+        options=shop_choices(shops), description="Shop", layout=w.Layout(width="420px")
+    )
+    search = w.Text(description="Search", placeholder="email or name", continuous_update=False)
+    account = w.Dropdown(options=[], description="Account", layout=w.Layout(width="620px"))
+    return shop, LiveBadge(), search, account
+
+
 def account_choices(accounts: pd.DataFrame, search: str) -> list[tuple[str, int]]:
     """Accounts whose email or name contains ``search`` (case-insensitive)."""
     text = search.strip().lower()

@@ -11,16 +11,15 @@ import pandas as pd
 from opskit.ops import Ops
 from opskit.widgets._common import (
     Confirm,
-    LiveBadge,
     Message,
     account_choices,
+    account_picker,
     default_actor,
     esc,
     guarded,
     heading,
     live_names,
     set_options,
-    shop_choices,
 )
 
 
@@ -34,13 +33,7 @@ class PaymentPanel(w.VBox):
         self._accounts = pd.DataFrame()
 
         self.shops_frame = ops.shops()
-        choices = shop_choices(self.shops_frame)
-        self.shop = w.Dropdown(options=choices, description="Shop", layout=w.Layout(width="420px"))
-        self.live_badge = LiveBadge()
-        self.search = w.Text(
-            description="Search", placeholder="email or name", continuous_update=False
-        )
-        self.account = w.Dropdown(options=[], description="Account", layout=w.Layout(width="620px"))
+        self.shop, self.live_badge, self.search, self.account = account_picker(self.shops_frame)
         self.amount = w.IntText(value=0, description="Amount")
         self.currency = w.Text(value="usd", description="Currency", layout=w.Layout(width="180px"))
         self.amount_preview = w.HTML()

@@ -10,10 +10,10 @@ import pandas as pd
 from opskit.ops import Ops
 from opskit.widgets._common import (
     Confirm,
-    LiveBadge,
     Message,
     Progress,
     account_choices,
+    account_picker,
     default_actor,
     esc,
     frame_html,
@@ -21,7 +21,6 @@ from opskit.widgets._common import (
     heading,
     live_names,
     set_options,
-    shop_choices,
 )
 
 _ENDED = ("canceled", "incomplete_expired")
@@ -71,13 +70,7 @@ class SubscriptionPanel(w.VBox):
         self.subscriptions = pd.DataFrame()  # the selected account's, as shown
 
         self.shops_frame = ops.shops()
-        choices = shop_choices(self.shops_frame)
-        self.shop = w.Dropdown(options=choices, description="Shop", layout=w.Layout(width="420px"))
-        self.live_badge = LiveBadge()
-        self.search = w.Text(
-            description="Search", placeholder="email or name", continuous_update=False
-        )
-        self.account = w.Dropdown(options=[], description="Account", layout=w.Layout(width="620px"))
+        self.shop, self.live_badge, self.search, self.account = account_picker(self.shops_frame)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.progress = Progress()
         self.message = Message()
