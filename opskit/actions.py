@@ -249,6 +249,33 @@ class _Write:
             ) from exc
 
 
+def _replacing_write(
+    ctx: Context,
+    action: str,
+    shop: Any,
+    account_id: int,
+    params: dict[str, Any],
+    *,
+    replaces: str | None,
+    nonce: str | None,
+    actor: str,
+) -> tuple[str, dict[str, Any], _Write]:
+    """(call fingerprint, audited params, write) for a create that may replace a link.
+
+    The call's fingerprint ignores what it replaces; the idempotency key does not, so
+    a new object for a dangling link never replays the old (deleted or ended) one.
+    """
+    target = f"account:{account_id}"
+    call = derive_key(action, shop.id, target, params, nonce)
+    key_params = {**params, "replaces": replaces}
+    key = derive_key(action, shop.id, target, key_params, nonce)
+    write = _Write(
+        ctx, actor=actor, shop=shop, action=action, target=target,
+        params=key_params, idempotency_key=key,
+    )  # fmt: skip
+    return call, key_params, write
+
+
 def _db_error(exc: SQLAlchemyError) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -362,15 +389,9 @@ def create_customer(
         "email": email if email is not None else account.email,
         "name": name if name is not None else account.name,
     }
-    # The call's fingerprint ignores what it replaces; the idempotency key does not, so a
-    # new customer for a dangling link never replays the old (deleted) one.
-    call = derive_key("customer.create", shop.id, f"account:{aid}", params, nonce)
-    key_params = {**params, "replaces": existing}
-    key = derive_key("customer.create", shop.id, f"account:{aid}", key_params, nonce)
-    write = _Write(
-        ctx, actor=actor, shop=shop, action="customer.create", target=f"account:{aid}",
-        params=key_params, idempotency_key=key,
-    )  # fmt: skip
+    call, key_params, write = _replacing_write(
+        ctx, "customer.create", shop, aid, params, replaces=existing, nonce=nonce, actor=actor
+    )
     write.guard(confirm)
     client = write.client()
     if existing:
@@ -501,13 +522,9 @@ def create_subscription(
         "price": price_id.strip(),
         "trial_period_days": trial_period_days,
     }
-    call = derive_key("subscription.create", shop.id, f"account:{aid}", params, nonce)
-    key_params = {**params, "replaces": recorded}
-    key = derive_key("subscription.create", shop.id, f"account:{aid}", key_params, nonce)
-    write = _Write(
-        ctx, actor=actor, shop=shop, action="subscription.create", target=f"account:{aid}",
-        params=key_params, idempotency_key=key,
-    )  # fmt: skip
+    call, key_params, write = _replacing_write(
+        ctx, "subscription.create", shop, aid, params, replaces=recorded, nonce=nonce, actor=actor
+    )
     write.guard(confirm)
     client = write.client()
     if recorded:
