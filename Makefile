@@ -22,6 +22,7 @@ lint: install
 	$(BIN)/ruff format --check opskit tests benchmarks
 	$(BIN)/ruff check opskit tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: install
 	$(BIN)/pytest -q
@@ -32,7 +33,7 @@ notebooks: install
 test: lint unit notebooks
 
 lab: install
-	$(BIN)/python -m opskit.lab
+	$(BIN)/python -m opskit.faces.lab
 
 bench: install
 	$(BIN)/python benchmarks/bench_load.py

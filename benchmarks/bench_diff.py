@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from opskit import frames
-from opskit.reconcile import reconcile_customers, reconcile_subscriptions
+from opskit.core import frames
+from opskit.core.reconcile import reconcile_customers, reconcile_subscriptions
 
 N_SHOPS = 50
 UNCONFIGURED_SHOP = 49  # mode "none"

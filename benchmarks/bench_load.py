@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import opskit
-from opskit.db import create_reference_tables
+from opskit.backend.db import create_reference_tables
 
 RESULTS = Path(__file__).parent / "results"
 

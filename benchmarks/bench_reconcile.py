@@ -40,12 +40,12 @@ from typing import Any, cast
 
 import stripe
 
-from opskit import fetch
-from opskit.config import Settings
-from opskit.context import Context
-from opskit.models import Shop
-from opskit.paging import request_bound
-from opskit.stripe_client import clear_clients, fetch_customer
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.models import Shop
+from opskit.stripeapi import fetch
+from opskit.stripeapi.clients import clear_clients, fetch_customer
+from opskit.stripeapi.paging import request_bound
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy import RemoteSandbox  # noqa: E402

@@ -6,8 +6,9 @@
 """
 
 from opskit import stripe_client
-from opskit.config import Settings
-from opskit.exceptions import (
+from opskit.backend.schema import Schema
+from opskit.common.config import Settings
+from opskit.common.exceptions import (
     ConfigurationError,
     DatabaseUnavailable,
     DetailsUnreadable,
@@ -25,9 +26,9 @@ from opskit.exceptions import (
     UnknownShop,
     UnknownSubscription,
 )
-from opskit.models import Account, Shop
-from opskit.ops import Ops, connect
-from opskit.schema import Schema
+from opskit.common.models import Account, Shop
+from opskit.connection import connect
+from opskit.ops import Ops
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """`python -m opskit`: the opskit command."""
 
-from opskit.cli import main
+from opskit.faces.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""`opskit.connect()` and the `Ops` object: the public API, thin over the modules.
+"""The `Ops` object: the public API, thin over the modules (``opskit.connect()`` opens one).
 
 Every front end (notebooks, widgets, CLI) calls these same methods, so a panel
 and a scheduled report can never disagree.
@@ -14,43 +14,40 @@ from typing import Any
 
 import pandas as pd
 
-from opskit import actions, audit, demo, fetch, reconcile, sync
-from opskit.config import Settings, demo_database_url
-from opskit.context import Context
-from opskit.db import Database, safe_url, shops_frame
-from opskit.exceptions import InputError
-from opskit.models import Shop
-from opskit.schema import Schema
+from opskit.backend import audit
+from opskit.backend.db import Database, safe_url, shops_frame
+from opskit.backend.schema import Schema
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.exceptions import InputError
+from opskit.common.models import Shop
+from opskit.core import reconcile
+from opskit.stripeapi import fetch
+from opskit.writes import actions, sync
 
 ShopIds = Iterable[int] | int | None
 REPORTS = ("customers", "subscriptions")
 log = logging.getLogger(__name__)
 
 
-def connect(
-    url: str | None = None,
+def open_ops(
+    url: str,
     schema: Schema | None = None,
     stripe_api_base: str | None = None,
     *,
     settings: Settings | None = None,
 ) -> Ops:
-    """Open the backend database and say where Stripe requests go.
+    """Open the database at ``url`` and say where Stripe requests go.
 
-    ``url`` defaults to ``OPSKIT_DATABASE_URL``, else the embedded demo SQLite
-    database in the per-user data directory (created with the seeded demo data
-    on first use). ``stripe_api_base`` defaults to ``OPSKIT_STRIPE_API_BASE``,
-    else Stripe itself. ``settings`` tunes limits and safety; where it leaves the
-    database URL or the Stripe base unset, the environment still supplies them.
+    ``stripe_api_base`` defaults to ``OPSKIT_STRIPE_API_BASE``, else Stripe itself.
+    ``settings`` tunes limits and safety; where it leaves the Stripe base unset,
+    the environment still supplies it. :func:`opskit.connect` adds the defaults
+    for ``url`` (the environment, else the embedded demo database).
     """
     env = Settings.from_env()
     base = settings or env
     if base.stripe_api_base is None:
         base = replace(base, stripe_api_base=env.stripe_api_base)
-    if url is None:
-        url = base.database_url or env.database_url
-    if url is None:
-        url = demo_database_url()
-        demo.ensure_database(url)
     if stripe_api_base is not None:
         base = replace(base, stripe_api_base=stripe_api_base.rstrip("/"))
     base = replace(base, database_url=url)

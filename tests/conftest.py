@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from opskit.db import create_reference_tables
+from opskit.backend.db import create_reference_tables
 
 pytest_plugins = [m for m in ("tests.fixtures_sandbox",) if importlib.util.find_spec(m) is not None]
 

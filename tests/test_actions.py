@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
-from opskit import actions, audit
-from opskit.config import Settings
-from opskit.context import Context
-from opskit.db import Database
-from opskit.exceptions import (
+from opskit.backend import audit
+from opskit.backend.db import Database
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.exceptions import (
     InputError,
     InvalidAmount,
     LiveWriteRefused,
@@ -26,6 +26,7 @@ from opskit.exceptions import (
     UnknownShop,
 )
 from opskit.sandbox import Sandbox
+from opskit.writes import actions
 from tests.dbutil import insert
 from tests.fixtures_sandbox import make_key
 
@@ -217,7 +218,7 @@ def test_bad_targets(b: Backend) -> None:
         actions.create_customer(b.ctx, 999)
     with pytest.raises(UnknownShop):
         actions.cancel_subscription(b.ctx, "sub_x", shop_id=42)
-    from opskit.exceptions import StripeNotConfigured
+    from opskit.common.exceptions import StripeNotConfigured
 
     with pytest.raises(StripeNotConfigured):
         actions.create_customer(b.ctx, 30, actor="ana")

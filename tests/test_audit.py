@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from opskit import audit, frames
-from opskit.db import Database
-from opskit.exceptions import InputError
+from opskit.backend import audit
+from opskit.backend.db import Database
+from opskit.common.exceptions import InputError
+from opskit.core import frames
 
 
 @pytest.fixture

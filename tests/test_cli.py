@@ -19,9 +19,9 @@ import sqlalchemy as sa
 import stripe
 from typer.testing import CliRunner
 
-from opskit.cli import app
-from opskit.db import create_reference_tables
-from opskit.exceptions import UnknownShop
+from opskit.backend.db import create_reference_tables
+from opskit.common.exceptions import UnknownShop
+from opskit.faces.cli import app
 from opskit.sandbox import Sandbox
 from tests.dbutil import insert
 from tests.fixtures_sandbox import make_key

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 import opskit
-from opskit import frames
+from opskit.core import frames
 from tests.conftest import fresh_postgres_url, fresh_sqlite_url
 from tests.dbutil import insert
 
@@ -96,7 +96,7 @@ def test_details_that_are_not_json_are_flagged(
     else:
         url = fresh_postgres_url(request.getfixturevalue("pg_base_url"))
     engine = sa.create_engine(url)
-    from opskit.db import create_reference_tables
+    from opskit.backend.db import create_reference_tables
 
     create_reference_tables(engine, details_as_text=True)
     engine.dispose()
@@ -148,7 +148,7 @@ def test_schema_mapping_for_a_backend_with_other_names(empty_db_url: str) -> Non
         account_updated_at=None,
     )
     engine = sa.create_engine(empty_db_url)
-    from opskit.db import create_reference_tables
+    from opskit.backend.db import create_reference_tables
 
     create_reference_tables(engine, schema)
     with engine.begin() as conn:
@@ -237,7 +237,7 @@ def test_non_string_detail_values_read_the_same_on_both_databases(db_url: str) -
     ],
 )
 def test_database_errors_never_show_a_password(url: str) -> None:
-    from opskit.db import safe_url
+    from opskit.common.urls import safe_url
 
     assert "s3cret" not in safe_url(url)
     with pytest.raises(opskit.DatabaseUnavailable) as err:

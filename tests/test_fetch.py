@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import stripe
 
-from opskit import fetch
-from opskit.config import Settings
-from opskit.context import Context
-from opskit.frames import CUSTOMERS, SUBSCRIPTIONS, empty
-from opskit.models import Shop
-from opskit.paging import request_bound
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.models import Shop
+from opskit.core.frames import CUSTOMERS, SUBSCRIPTIONS, empty
 from opskit.sandbox import Sandbox
-from opskit.stripe_client import clear_clients
+from opskit.stripeapi import fetch
+from opskit.stripeapi.clients import clear_clients
+from opskit.stripeapi.paging import request_bound
 from tests.fixtures_sandbox import make_key
 from tests.leakcheck import assert_no_secrets
 
@@ -33,7 +33,7 @@ T0 = 1_700_000_000
 
 
 def ctx_for(url: str, **settings: Any) -> Context:
-    """A Context for fetch only: the database is never touched by opskit.fetch."""
+    """A Context for fetch only: the database is never touched by opskit.stripeapi.fetch."""
     return Context(db=cast(Any, None), settings=replace(Settings(stripe_api_base=url), **settings))
 
 

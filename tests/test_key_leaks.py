@@ -17,10 +17,15 @@ import pytest
 import stripe
 
 from opskit import stripe_client
-from opskit.errors_stripe import describe_error
-from opskit.exceptions import StripeNotConfigured, StripeRetriesExhausted
-from opskit.models import Shop, as_shop
-from opskit.stripe_client import client_for_shop, configure_for_shop, fetch_customer, transport_of
+from opskit.common.exceptions import StripeNotConfigured, StripeRetriesExhausted
+from opskit.common.models import Shop, as_shop
+from opskit.common.stripe_errors import describe_error
+from opskit.stripeapi.clients import (
+    client_for_shop,
+    configure_for_shop,
+    fetch_customer,
+    transport_of,
+)
 from tests.leakcheck import assert_no_secrets, exception_texts
 
 
@@ -137,7 +142,7 @@ def test_no_key_leaks_from_representative_operations(
         StripeRetriesExhausted,
     } <= kinds
     assert any(r.name.startswith("stripe") for r in caplog.records)
-    assert any(r.name == "opskit.transport" for r in caplog.records)
+    assert any(r.name == "opskit.stripeapi.transport" for r in caplog.records)
     auth = next(e for e in raised if isinstance(e, stripe.AuthenticationError))
     assert describe_error(auth).startswith("AuthenticationError (401): Invalid API Key provided")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.exceptions import OpskitError
-from opskit.keys import classify_secret_key, mask_key, redact
+from opskit.common.exceptions import OpskitError
+from opskit.common.keys import classify_secret_key, mask_key, redact
 
 LIVE = "sk_live_51HxYzAbCdEfGhIjKlMnOpQrStUv"
 TEST = "sk_test_51HxYzAbCdEfGhIjKlMnOpQr1234"
@@ -79,7 +79,7 @@ def test_a_pandas_row_with_missing_values_is_read_as_missing() -> None:
     # not an invalid one, and NA never leaks into opskit's objects.
     import pandas as pd
 
-    from opskit.models import as_account, as_shop
+    from opskit.common.models import as_account, as_shop
 
     shops = pd.DataFrame(
         {"id": [1], "name": ["S"], "stripe_secret_key": [None], "stripe_public_key": [None]}

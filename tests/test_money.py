@@ -7,9 +7,9 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from opskit.exceptions import InvalidAmount
-from opskit.idempotency import canonical_json, derive_key
-from opskit.money import MAX_AMOUNT, ZERO_DECIMAL, format_money, validate_amount
+from opskit.common.exceptions import InvalidAmount
+from opskit.core.money import MAX_AMOUNT, ZERO_DECIMAL, format_money, validate_amount
+from opskit.writes.idempotency import canonical_json, derive_key
 
 
 @pytest.mark.parametrize(

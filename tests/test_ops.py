@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from opskit import demo, frames
+from opskit import demo
+from opskit.core import frames
 from opskit.demo import DemoSession
 
 

@@ -41,4 +41,4 @@ def test_every_error_has_guidance_and_input_errors_are_value_errors() -> None:
         obj = getattr(opskit, name)
         if inspect.isclass(obj) and issubclass(obj, opskit.OpskitError):
             assert obj.__doc__, name
-            assert name in opskit.exceptions.__doc__  # drawn in the hierarchy tree
+            assert name in opskit.common.exceptions.__doc__  # drawn in the hierarchy tree

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from opskit import frames
-from opskit.reconcile import (
+from opskit.core import frames
+from opskit.core.reconcile import (
     reconcile_customers,
     reconcile_subscriptions,
     summary,

@@ -10,9 +10,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from opskit import frames, report
-from opskit.exceptions import InputError
-from opskit.keys import mask_key
+from opskit.common.exceptions import InputError
+from opskit.common.keys import mask_key
+from opskit.core import frames
+from opskit.reports import files as report
 
 RAW_KEY = "sk_live_" + "Zq9" * 8  # a secret that slipped into a detail text
 SHOP_NAMES = {1: "Northwind <Coffee>", 2: "Blue Harbor", 3: "Legacy Outlet"}

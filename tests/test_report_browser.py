@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opskit import report
+from opskit.reports import files as report
 from tests.browser import browser_page
 from tests.test_report import customers, subscriptions
 

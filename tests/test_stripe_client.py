@@ -15,10 +15,11 @@ import pytest
 import sqlalchemy as sa
 import stripe
 
-from opskit import exceptions, stripe_client
-from opskit.errors_stripe import describe_error, is_stripe_failure
-from opskit.models import Account, Shop
-from opskit.stripe_client import (
+from opskit import stripe_client
+from opskit.common import exceptions
+from opskit.common.models import Account, Shop
+from opskit.common.stripe_errors import describe_error, is_stripe_failure
+from opskit.stripeapi.clients import (
     StripeCustomerMissing,
     StripeNotConfigured,
     client_for_shop,

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from opskit import audit, frames, sync
-from opskit.config import Settings
-from opskit.context import Context
-from opskit.db import Database
-from opskit.exceptions import InputError
+from opskit.backend import audit
+from opskit.backend.db import Database
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.exceptions import InputError
+from opskit.core import frames
+from opskit.writes import sync
 from tests.dbutil import T0, insert
 
 SHOPS = [{"id": 1, "name": "One"}, {"id": 2, "name": "Two"}]

@@ -16,11 +16,11 @@ import pytest
 import stripe
 
 from opskit import stripe_client
-from opskit.exceptions import StripeRetriesExhausted
-from opskit.models import Shop
-from opskit.ratelimit import BucketRegistry, TokenBucket, default_burst
-from opskit.stripe_client import client_for_shop, transport_of
-from opskit.transport import RetryPolicy, parse_retry_after
+from opskit.common.exceptions import StripeRetriesExhausted
+from opskit.common.models import Shop
+from opskit.stripeapi.clients import client_for_shop, transport_of
+from opskit.stripeapi.ratelimit import BucketRegistry, TokenBucket, default_burst
+from opskit.stripeapi.transport import RetryPolicy, parse_retry_after
 
 
 @pytest.fixture

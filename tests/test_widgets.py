@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 
 from opskit import demo
+from opskit.core.frames import CUSTOMER_STATUSES, SUBSCRIPTION_STATUSES
 from opskit.demo import DemoSession
-from opskit.frames import CUSTOMER_STATUSES, SUBSCRIPTION_STATUSES
-from opskit.stripe_client import client_for_shop
+from opskit.stripeapi.clients import client_for_shop
 
-widgets = pytest.importorskip("opskit.widgets")
+widgets = pytest.importorskip("opskit.faces.widgets")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def body_rows(html: str) -> int:
 
 
 def test_import_opskit_does_not_import_ipywidgets() -> None:
-    code = "import sys, opskit, opskit.notebook; assert 'ipywidgets' not in sys.modules"
+    code = "import sys, opskit, opskit.faces.notebook; assert 'ipywidgets' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,0 +1,182 @@
+"""Writing changes into one account's ``details`` JSON: merged, checked, never lossy.
+
+Every key opskit does not change is carried through untouched (and in its
+order). A change is only written when the key still holds the value the caller
+expected (the optimistic check of a sync plan, or the value read before a
+Stripe call); otherwise :class:`~opskit.common.exceptions.StaleWrite` and nothing is
+written. Details that are not a JSON object are refused
+(:class:`DetailsUnreadable`) rather than overwritten; NULL details count as an
+empty object.
+
+Atomicity of check and write:
+
+* PostgreSQL: the row is read with ``SELECT ... FOR UPDATE``; concurrent
+  writers wait for this transaction.
+* SQLite (no row locks): the UPDATE is a compare-and-swap
+  (``WHERE details = <the text just read>``); a concurrent change makes it
+  match no row, which is reported as stale.
+
+The column keeps its storage: a dict for a JSON column (PostgreSQL), JSON text
+for a text column (SQLite). ``updated_at`` (when the schema maps it and the
+column exists) is set to now, UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from opskit.common.exceptions import DetailsUnreadable, InputError, StaleWrite, UnknownAccount
+from opskit.common.models import detail_text, parse_details
+
+if TYPE_CHECKING:
+    from opskit.backend.db import Database
+
+__all__ = [
+    "DetailsUnreadable",
+    "DetailsWrite",
+    "detail_value",
+    "merge_details",
+    "read_details",
+    "write_details",
+]
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class DetailsWrite:
+    """What one write did: the account, its shop and each key's (old, new) value."""
+
+    account_id: int
+    shop_id: int | None
+    changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+def detail_value(details: Mapping[str, Any], key: str) -> str | None:
+    """A details value as opskit's frames show it (see :func:`opskit.common.models.detail_text`)."""
+    return detail_text(details.get(key))
+
+
+def merge_details(details: Mapping[str, Any], changes: Mapping[str, str | None]) -> dict[str, Any]:
+    """A copy of ``details`` with ``changes`` applied; None removes a key. Unknown keys stay."""
+    merged = dict(details)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_details(
+    db: Database, conn: sa.Connection, account_id: int, *, lock: bool = True
+) -> tuple[int | None, dict[str, Any], Any]:
+    """``(shop_id, details, raw)`` of one account, locked for update on PostgreSQL."""
+    s, t = db.schema, db.accounts_table
+    aid = _account_id(account_id)
+    col = _stored(db)  # SQLite: the text as stored, which the compare-and-swap needs
+    stmt = sa.select(t.c[s.account_shop_id], col).where(t.c[s.account_id] == aid)
+    if lock and db.dialect != "sqlite":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    if row is None:
+        raise UnknownAccount(f"no account with id {account_id!r}")
+    shop_id, raw = row[0], row[1]
+    if raw is None or (db.dialect == "sqlite" and _is_json(db) and raw.strip() == "null"):
+        return shop_id, {}, raw  # JSON null (a JSON column's None) counts as NULL too
+    if db.dialect != "sqlite" and _is_json(db) and not isinstance(raw, Mapping):
+        # The driver already decoded the JSON: a str here is a JSON string, not JSON text.
+        kind = "string" if isinstance(raw, str) else "array" if isinstance(raw, list) else "scalar"
+        raise DetailsUnreadable(
+            f"account {aid}: details is JSON {kind}, not an object; not overwritten"
+        )
+    details, problem = parse_details(raw)
+    if problem is not None:
+        raise DetailsUnreadable(f"account {aid}: {problem}; not overwritten")
+    return shop_id, details, raw
+
+
+def write_details(
+    db: Database,
+    conn: sa.Connection,
+    account_id: int,
+    changes: Mapping[str, str | None],
+    *,
+    expect: Mapping[str, str | None] | None = None,
+    shop_id: int | None = None,
+) -> DetailsWrite:
+    """Merge ``changes`` into the account's details inside ``conn``'s transaction.
+
+    ``expect`` maps keys to the values they must still hold (None: absent);
+    ``shop_id``, when given, must be the account's shop. Raises
+    :class:`UnknownAccount`, :class:`DetailsUnreadable`, :class:`StaleWrite` or
+    :class:`InputError` before writing anything.
+    """
+    aid = _account_id(account_id)
+    current_shop, details, raw = read_details(db, conn, aid)
+    if shop_id is not None and current_shop is not None and int(current_shop) != int(shop_id):
+        raise InputError(
+            f"account {aid} belongs to shop {current_shop}, not shop {shop_id}; not written",
+            guidance="Build the plan again: the account's shop differs from the plan's.",
+        )
+    for key, wanted in (expect or {}).items():
+        now = detail_value(details, key)
+        if now != wanted:
+            raise StaleWrite(
+                f"account {aid}: details[{key!r}] is {now!r} now, the write expected {wanted!r}; "
+                "not overwritten"
+            )
+    merged = merge_details(details, changes)
+    s, t = db.schema, db.accounts_table
+    col = t.c[s.account_details]
+    values: dict[str, Any] = {
+        s.account_details: merged if isinstance(col.type, sa.JSON) else json.dumps(merged)
+    }
+    updated = s.account_updated_at
+    if updated and updated in t.c:
+        values[updated] = _now_for(t.c[updated])
+    stmt = t.update().where(t.c[s.account_id] == aid).values(**values)
+    if db.dialect == "sqlite":
+        # No row locks: compare-and-swap on the text just read.
+        stored = _stored(db)
+        stmt = stmt.where(stored.is_(None) if raw is None else stored == raw)
+    result = conn.execute(stmt)
+    if result.rowcount != 1:
+        raise StaleWrite(f"account {aid}: details changed while writing; not overwritten")
+    return DetailsWrite(
+        account_id=aid,
+        shop_id=None if current_shop is None else int(current_shop),
+        changes={k: (detail_value(details, k), v) for k, v in changes.items()},
+    )
+
+
+def _is_json(db: Database) -> bool:
+    return isinstance(db.accounts_table.c[db.schema.account_details].type, sa.JSON)
+
+
+def _stored(db: Database) -> Any:
+    """The details column; on SQLite read and compared as its stored text, never decoded."""
+    col = db.accounts_table.c[db.schema.account_details]
+    return sa.type_coerce(col, sa.Text) if db.dialect == "sqlite" else col
+
+
+def _now_for(col: sa.Column[Any]) -> Any:
+    now = datetime.now(UTC)
+    if isinstance(col.type, sa.DateTime):
+        return now if col.type.timezone else now.replace(tzinfo=None)
+    return now.isoformat()
+
+
+def _account_id(value: Any) -> int:
+    if isinstance(value, bool):
+        raise UnknownAccount(f"account id {value!r} is not an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UnknownAccount(f"account id {value!r} is not an integer") from None

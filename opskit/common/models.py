@@ -1,0 +1,148 @@
+"""opskit's own Shop and Account objects, and coercion from whatever callers hold.
+
+The backend-compatible helper accepts ORM rows, mappings, pandas rows and these
+objects alike; :func:`as_shop` and :func:`as_account` do that translation once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from opskit.common.keys import KeyInfo, classify_secret_key, mask_key
+
+_SHOP_KEY_FIELDS = ("stripe_secret_key", "secret_key")
+_SHOP_ID_FIELDS = ("id", "shop_id")
+
+
+@dataclass(frozen=True)
+class Shop:
+    """One shop and its own Stripe account. ``repr`` shows the key masked."""
+
+    id: int | None
+    name: str | None
+    stripe_secret_key: str | None = field(default=None, repr=False)
+    stripe_public_key: str | None = None
+
+    @property
+    def key_info(self) -> KeyInfo:
+        return classify_secret_key(self.stripe_secret_key)
+
+    @property
+    def mode(self) -> str:
+        return self.key_info.mode
+
+    def __repr__(self) -> str:
+        masked = mask_key(self.stripe_secret_key)
+        return (
+            f"Shop(id={self.id!r}, name={self.name!r}, secret_key={masked!r}, mode={self.mode!r})"
+        )
+
+
+@dataclass(frozen=True)
+class Account:
+    """One local account; ``details`` is the parsed JSON object (or {} when unreadable)."""
+
+    id: int | None
+    shop_id: int | None
+    email: str | None = None
+    name: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _get(obj: Any, names: tuple[str, ...]) -> Any:
+    """First present attribute/key among ``names`` on a mapping, row or object."""
+    for name in names:
+        if isinstance(obj, Mapping):
+            if name in obj:
+                return obj[name]
+            continue
+        mapping = getattr(obj, "_mapping", None)  # SQLAlchemy Row
+        if mapping is not None and name in mapping:
+            return mapping[name]
+        if isinstance(obj, pd.Series):
+            if name in obj.index:
+                return obj[name]
+            continue
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return None
+
+
+def _none_if_na(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    try:
+        if value != value:  # NaN
+            return None
+    except (TypeError, ValueError):
+        return value
+    return value
+
+
+def as_shop(obj: Any) -> Shop | None:
+    """A :class:`Shop` from an ORM row, mapping, pandas row or Shop; None stays None."""
+    if obj is None or isinstance(obj, Shop):
+        return obj
+    key = _none_if_na(_get(obj, _SHOP_KEY_FIELDS))
+    sid = _none_if_na(_get(obj, _SHOP_ID_FIELDS))
+    return Shop(
+        id=int(sid) if sid is not None else None,
+        name=_none_if_na(_get(obj, ("name", "shop_name"))),
+        stripe_secret_key=key,
+        stripe_public_key=_none_if_na(_get(obj, ("stripe_public_key", "public_key"))),
+    )
+
+
+def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
+    """Parse a details cell into a dict; returns (details, error) and never raises."""
+    raw = _none_if_na(raw)
+    if raw is None:
+        return {}, "details is NULL"
+    if isinstance(raw, Mapping):
+        return dict(raw), None
+    if isinstance(raw, bytes | bytearray):
+        raw = raw.decode("utf-8", "replace")
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return {}, f"details is not valid JSON ({exc.msg} at char {exc.pos})"
+    else:
+        value = raw
+    if not isinstance(value, dict):
+        return {}, f"details is JSON {type(value).__name__}, not an object"
+    return value, None
+
+
+def detail_text(value: Any) -> str | None:
+    """A details value as the frames show it: strings as they are, other JSON as JSON text.
+
+    PostgreSQL's ``->>`` renders ``true`` as "true", not Python's "True"; the SQLite
+    path and the optimistic checks of writes must agree with it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def as_account(obj: Any) -> Account:
+    """An :class:`Account` from an ORM row, mapping, pandas row or Account."""
+    if isinstance(obj, Account):
+        return obj
+    details, _ = parse_details(_get(obj, ("details",)))
+    aid = _none_if_na(_get(obj, ("id", "account_id")))
+    sid = _none_if_na(_get(obj, ("shop_id",)))
+    return Account(
+        id=int(aid) if aid is not None else None,
+        shop_id=int(sid) if sid is not None else None,
+        email=_none_if_na(_get(obj, ("email",))),
+        name=_none_if_na(_get(obj, ("name",))),
+        details=details,
+    )

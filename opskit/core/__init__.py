@@ -1,0 +1,8 @@
+"""The pure core: frame specs, normalization, reconciliation and money rules.
+
+Holds: ``frames`` (every frame's columns and dtypes, declared once), ``reconcile``
+(local accounts against Stripe objects: frames in, frames out), ``money``
+(minor units and currencies).
+May import: ``opskit.common`` (no I/O in it is used here), pandas and numpy.
+Never a database or HTTP package, the Stripe side, the database side or a face.
+"""

@@ -1,0 +1,683 @@
+"""The ``opskit`` command: the same reconciliation as the notebooks, as a command and a file.
+
+Exit codes (a scheduler alerts on anything but 0)::
+
+    0  every row of every report is ``match``
+    1  drift found: a finding an analyst must act on (``shop_not_configured`` included)
+    2  a shop failed: ``shop_error`` rows (Stripe refused or failed); wins over 1
+    3  usage or configuration error: bad option, unknown shop, unwritable output,
+       unreachable database, invalid dask address; nothing was reconciled
+    4  an unexpected internal error (a bug): rerun with --debug for the traceback
+
+Errors are one line on stderr with what to do next; tracebacks only with ``--debug``.
+Secret keys never appear in any output: shops are shown masked and every message
+passes :func:`opskit.common.keys.redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from opskit.common.exceptions import DatabaseUnavailable, InputError, OpskitError, UnknownShop
+from opskit.common.keys import redact
+from opskit.reports import files as report
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+    from opskit.ops import Ops
+
+INTERNAL_ERROR = 4
+
+_CLI_GUIDANCE: dict[type[OpskitError], str] = {
+    UnknownShop: "Run `opskit shops` to list the shop ids, then pass them with --shop.",
+    DatabaseUnavailable: "Check --database-url / OPSKIT_DATABASE_URL; "
+    "unset both to use the embedded demo database.",
+}
+
+
+# typer vendors its own click: take its exception classes from the public ones.
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+_ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+class _Group(TyperGroup):
+    """Usage errors exit 3 (click's default 2 would read as "a shop failed"), in one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _UsageError as exc:
+            _usage_exit(exc)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as exc:
+            _usage_exit(exc)
+
+
+def _usage_exit(exc: Any) -> Any:
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `opskit` or `opskit sync`: help
+        typer.echo(ctx.get_help() if ctx else "")
+        raise typer.Exit(0)
+    where = ctx.command_path if ctx else "opskit"
+    message = " ".join(redact(exc.format_message()).split())
+    typer.echo(f"error: {message} (see `{where} --help`)", err=True)
+    raise typer.Exit(report.USAGE_ERROR)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="opskit",
+    help="Reconcile a multi-shop backend's accounts with each shop's own Stripe account.\n\n"
+    "Exit codes: 0 all match; 1 drift found (shop_not_configured counts as drift); "
+    "2 a shop failed (shop_error rows; wins over 1); 3 usage or configuration error; "
+    "4 unexpected error (rerun with --debug).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # never print locals: they may hold secret keys
+    rich_markup_mode=None,
+)
+
+# -- shared options ------------------------------------------------------------------------
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="OPSKIT_DATABASE_URL",
+        help="SQLAlchemy URL of the backend database (default: the embedded demo SQLite).",
+        show_envvar=True,
+    ),
+]
+StripeApiBase = Annotated[
+    str | None,
+    typer.Option(
+        "--stripe-api-base",
+        envvar="OPSKIT_STRIPE_API_BASE",
+        help="Where Stripe requests go (default: Stripe itself; a sandbox URL in demos/tests).",
+        show_envvar=True,
+    ),
+]
+Shops = Annotated[
+    list[int] | None,
+    typer.Option("--shop", "-s", help="Shop id to include (repeat for several; default: all)."),
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        envvar="OPSKIT_EXECUTOR",
+        help="threads (opskit's own pool across shops) or dask://HOST:PORT (a running "
+        "dask scheduler).",
+        show_envvar=True,
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", envvar="OPSKIT_QUIET", help="Print nothing but errors."),
+]
+Debug = Annotated[
+    bool,
+    typer.Option("--debug", envvar="OPSKIT_DEBUG", help="Show tracebacks and debug logging."),
+]
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Write the report here (format from the suffix)."),
+]
+Fmt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help=f"One of {', '.join(report.FORMATS)} (default: from the --out suffix).",
+    ),
+]
+
+
+# -- error handling --------------------------------------------------------------------------
+
+
+@contextmanager
+def _guard(debug: bool) -> Iterator[None]:
+    """OpskitError -> one line + exit 3; anything unexpected -> one line + exit 4."""
+    if debug:  # opskit's own loggers only: third-party debug logs echo whole responses
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("opskit")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    except (typer.Exit, typer.Abort, _ClickException, KeyboardInterrupt):
+        raise
+    except OpskitError as exc:
+        if debug:
+            raise
+        guidance = _CLI_GUIDANCE.get(type(exc), exc.guidance)
+        _error(f"{exc.message}" + (f" — {guidance}" if guidance else ""))
+        raise typer.Exit(report.USAGE_ERROR) from None
+    except Exception as exc:
+        if debug:
+            raise
+        _error(
+            f"unexpected {type(exc).__name__}: {_first_line(exc)} "
+            "— rerun with --debug for the traceback, and please report it"
+        )
+        raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else "")
+
+
+def _error(message: str) -> None:
+    typer.echo("error: " + " ".join(redact(message).split()), err=True)
+
+
+def _console(quiet: bool = False) -> Console:
+    from rich.console import Console
+
+    console = Console(quiet=quiet, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 120  # piped or captured: wide enough for the tables, still readable
+    return console
+
+
+def _connect(database_url: str | None, stripe_api_base: str | None) -> Ops:
+    import opskit
+
+    return opskit.connect(database_url, stripe_api_base=stripe_api_base)
+
+
+def _check_shops(ops: Ops, shops: list[int] | None) -> list[int] | None:
+    if not shops:
+        return None
+    ops.shops(shops)  # raises UnknownShop before any Stripe request
+    return sorted(set(shops))
+
+
+def _prepare_out(out: Path | None, fmt: str | None) -> str | None:
+    """Resolve and check the output before a long run, so bad input fails in a second."""
+    resolved = report.format_for(out, fmt)
+    if out is None and fmt is not None:
+        raise InputError("--format needs --out", guidance="Pass --out PATH as well.")
+    if out is not None:
+        report.check_writable(out)
+    return resolved
+
+
+def _meta(ops: Ops, shops: list[int] | None) -> dict[str, str]:
+    from opskit.common.urls import safe_url
+
+    return {
+        "database": safe_url(ops.ctx.db.url),
+        "stripe": ops.ctx.api_base or "api.stripe.com",
+        "shops": ", ".join(map(str, shops)) if shops else "all",
+    }
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _df_table(df: pd.DataFrame, title: str | None = None, limit: int | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
+    for col in df.columns:
+        table.add_column(str(col), overflow="fold")
+    shown = df if limit is None else df.head(limit)
+    for rec in shown.itertuples(index=False, name=None):
+        table.add_row(*("" if _isna(v) else redact(str(v)) for v in rec))
+    if limit is not None and len(df) > limit:
+        table.caption = f"first {limit} of {len(df)} rows"
+    return table
+
+
+def _isna(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _summary_table(name: str, df: pd.DataFrame) -> Any:
+    """Compact: shop | rows | match | the other statuses with their counts."""
+    from rich.table import Table
+
+    counts = report.status_counts(df)
+    matched = counts.get("match", 0)
+    title = f"{name.capitalize()}: {len(df)} rows, {matched} match, {len(df) - matched} findings"
+    table = Table(title=title, title_justify="left", pad_edge=False)
+    table.add_column("shop", overflow="fold")
+    table.add_column("rows", justify="right")
+    table.add_column("match", justify="right")
+    table.add_column("findings", overflow="fold")
+    for rec in report.summaries({name: df})[name].to_dict("records"):
+        other = [
+            f"{s} {int(rec[s])}"
+            for s in report.status_counts(df)
+            if s != "match" and s in rec and int(rec[s])
+        ]
+        table.add_row(
+            f"{rec['shop_id']} {rec['shop_name']}",
+            str(int(rec["total"])),
+            str(int(rec.get("match", 0))),
+            ", ".join(other) or "-",
+        )
+    return table
+
+
+_SHOP_LEVEL = ("shop_error", "shop_not_configured")
+
+
+def _findings(df: pd.DataFrame) -> pd.DataFrame:
+    """Non-match rows, compact: shop-level statuses collapsed to one row per shop."""
+    import pandas as pd
+
+    rows = df[df["status"].astype("string") != "match"]
+    shop_level = rows["status"].astype("string").isin(_SHOP_LEVEL).fillna(False)
+    ids = [c for c in ("stripe_customer_id", "stripe_subscription_id") if c in df.columns]
+    note = pd.Series(pd.NA, index=rows.index, dtype="string")
+    for col, prefix in (
+        ("suggested_action", ""),
+        ("detail", ""),
+        ("mismatch_fields", "fields differ: "),
+    ):
+        if col in rows.columns:
+            text = prefix + rows[col].astype("string")
+            note = text.where(text.notna(), note)
+    per_row = rows.loc[~shop_level, ["shop_id", "account_id", *ids, "status"]].copy()
+    per_row["note"] = note[~shop_level]
+    collapsed = (
+        rows.loc[shop_level]
+        .assign(note=note[shop_level])
+        .groupby(["shop_id", "status"], observed=True, sort=True)
+        .agg(n=("status", "size"), note=("note", "first"))
+        .reset_index()
+    )
+    if len(collapsed):
+        collapsed["account_id"] = collapsed["n"].map(lambda n: f"({n} rows)")
+        collapsed = collapsed.drop(columns="n")
+    out = pd.concat([per_row.astype({"account_id": "string"}), collapsed], ignore_index=True)
+    return out.reindex(columns=["shop_id", "account_id", *ids, "status", "note"])
+
+
+def _print_reports(console: Console, reports: dict[str, pd.DataFrame], findings: bool) -> None:
+    for name, df in reports.items():
+        console.print(_summary_table(name, df))
+        if findings:
+            rows = _findings(df)
+            if len(rows):
+                console.print(_df_table(rows, title=f"{name.capitalize()}: findings"))
+        console.print()
+
+
+def _plan_table(plan: pd.DataFrame, limit: int | None = 25) -> Any:
+    compact = plan[["shop_id", "account_id", "key", "old_value", "new_value", "source_status"]]
+    title = f"Sync plan (dry run, nothing written): {len(plan)} changes"
+    return _df_table(compact, title=title, limit=limit)
+
+
+_SHOP_COLUMNS = ["shop_id", "shop_name", "mode", "secret_key", "key_problem"]
+
+_VERDICT = {
+    report.OK: "all match",
+    report.DRIFT: "drift found",
+    report.SHOP_FAILED: "a shop failed (shop_error rows)",
+}
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@app.command()
+def reconcile(
+    shop: Shops = None,
+    which: Annotated[
+        str,
+        typer.Option(
+            "--report", "-r", help="customers, subscriptions or all.", envvar="OPSKIT_REPORT"
+        ),
+    ] = "all",
+    out: Out = None,
+    fmt: Fmt = None,
+    database_url: DatabaseUrl = None,
+    stripe_api_base: StripeApiBase = None,
+    executor: ExecutorOpt = "threads",
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Compare every shop's accounts with its own Stripe account; optionally write a report.
+
+    Exit 0 all match, 1 drift found (shop_not_configured counts as drift: someone
+    must add the shop's key), 2 a shop failed (shop_error rows, wins over 1),
+    3 usage or configuration error.
+    """
+    from opskit.common.executors import executor_for, parse_executor
+
+    with _guard(debug):
+        report.report_names(which)
+        parse_executor(executor)
+        resolved = _prepare_out(out, fmt)
+        ops = _connect(database_url, stripe_api_base)
+        shops = _check_shops(ops, shop)
+        with executor_for(executor, timeout=_dask_timeout()) as pool:
+            reports = report.run_reports(ops, which, shops, executor=pool, progress=not quiet)
+        written = (
+            report.write_report(reports, out, resolved, meta=_meta(ops, shops))
+            if out is not None
+            else []
+        )
+        code = report.outcome(reports)
+        console = _console(quiet)
+        _print_reports(console, reports, findings=out is None)
+        for path in written:
+            console.print(f"Wrote {path}")
+        console.print(f"Result: {_VERDICT[code]} (exit {code})")
+    raise typer.Exit(code)
+
+
+def _dask_timeout() -> float:
+    try:
+        return float(os.environ.get("OPSKIT_DASK_TIMEOUT", "5"))
+    except ValueError:
+        return 5.0
+
+
+@app.command()
+def sync(
+    plan_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan-out", help="Dry run: write the proposed changes here (.csv/.parquet)."
+        ),
+    ] = None,
+    apply: Annotated[
+        Path | None,
+        typer.Option("--apply", help="Apply a plan file (csv/parquet), or a filtered copy of one."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", envvar="OPSKIT_ACTOR", help="Who applies (recorded in the audit)."),
+    ] = None,
+    shop: Shops = None,
+    fmt: Fmt = None,
+    database_url: DatabaseUrl = None,
+    stripe_api_base: StripeApiBase = None,
+    executor: ExecutorOpt = "threads",
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Pull Stripe's state into local account details: plan first (dry run), then apply.
+
+    --plan-out: writes the plan, nothing else; exit 0 nothing to change, 1 changes
+    proposed, 2 a shop failed. --apply PLAN --actor NAME: writes them, audited;
+    exit 0 all applied, 1 some rows stale or in error (see the table).
+    """
+    with _guard(debug):
+        if (plan_out is None) == (apply is None):
+            raise InputError(
+                "pass exactly one of --plan-out PATH or --apply PLAN",
+                guidance="Make a plan with --plan-out plan.csv, review it, then --apply plan.csv.",
+            )
+        if apply is not None:
+            code = _sync_apply(apply, actor, database_url, stripe_api_base, quiet)
+        else:
+            assert plan_out is not None
+            code = _sync_plan(plan_out, fmt, shop, database_url, stripe_api_base, executor, quiet)
+    raise typer.Exit(code)
+
+
+def _sync_plan(
+    plan_out: Path,
+    fmt: str | None,
+    shop: list[int] | None,
+    database_url: str | None,
+    stripe_api_base: str | None,
+    executor: str,
+    quiet: bool,
+) -> int:
+    from opskit.common.executors import executor_for, parse_executor
+
+    parse_executor(executor)
+    resolved = _prepare_out(plan_out, fmt)
+    if resolved not in ("csv", "parquet"):
+        raise InputError(
+            f"cannot write the plan as {resolved}: --apply reads csv or parquet only",
+            guidance="Pass --plan-out plan.csv (or plan.parquet).",
+        )
+    ops = _connect(database_url, stripe_api_base)
+    shops = _check_shops(ops, shop)
+    with executor_for(executor, timeout=_dask_timeout()) as pool:
+        reports = report.run_reports(ops, "all", shops, executor=pool, progress=not quiet)
+    plan = ops.sync_plan(shops, reports=reports)
+    written = report.write_report({"plan": plan}, plan_out, resolved)
+    code = (
+        report.SHOP_FAILED
+        if report.outcome(reports) == report.SHOP_FAILED
+        else int(bool(len(plan)))
+    )
+    console = _console(quiet)
+    console.print(_plan_table(plan, limit=None))
+    for path in written:
+        console.print(f"Wrote {path}")
+    console.print(f"Review it, then: opskit sync --apply {plan_out} --actor YOUR.NAME")
+    return code
+
+
+def _read_plan(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    from opskit.core import frames
+
+    if not path.is_file():
+        raise InputError(
+            f"plan file {str(path)!r} not found", guidance="Pass the file --plan-out wrote."
+        )
+    fmt = report.format_for(path, None)
+    if fmt == "parquet":
+        df = pd.read_parquet(path)
+    elif fmt == "csv":
+        dtypes = {c: ("Int64" if d == "Int64" else "string") for c, d in frames.SYNC_PLAN.items()}
+        df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])  # type: ignore[arg-type]
+    else:
+        raise InputError(
+            f"cannot apply a {fmt} plan",
+            guidance="Apply the .csv or .parquet file --plan-out wrote.",
+        )
+    missing = [c for c in ("shop_id", "account_id", "key", "old_value", "new_value") if c not in df]
+    if missing:
+        raise InputError(
+            f"{str(path)!r} is not a sync plan: no column {', '.join(missing)}",
+            guidance="Make one with `opskit sync --plan-out plan.csv`.",
+        )
+    return frames.conform(df, frames.SYNC_PLAN)
+
+
+def _sync_apply(
+    plan_path: Path,
+    actor: str | None,
+    database_url: str | None,
+    stripe_api_base: str | None,
+    quiet: bool,
+) -> int:
+    if not actor or not actor.strip():
+        raise InputError(
+            "--apply needs --actor NAME", guidance="Say who applies: --actor your.name."
+        )
+    plan = _read_plan(plan_path)
+    ops = _connect(database_url, stripe_api_base)
+    result = ops.apply_sync(plan, actor=actor)
+    applied = int((result["outcome"] == "applied").sum())
+    console = _console(quiet)
+    console.print(f"Applied {applied} of {len(result)} changes (actor {actor}).")
+    rest = result[result["outcome"] != "applied"]
+    if len(rest):
+        cols = ["shop_id", "account_id", "key", "outcome", "detail"]
+        console.print(_df_table(rest[cols], title="Not applied"))
+    return report.OK if len(rest) == 0 else report.DRIFT
+
+
+@app.command()
+def demo(
+    out: Out = None,
+    fmt: Fmt = None,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Keep the sandbox running afterwards (Ctrl-C stops it)."),
+    ] = False,
+    port: Annotated[int, typer.Option("--port", help="Sandbox port (0: any free port).")] = 0,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Run the whole thing on seeded demo data: a local Stripe sandbox plus the embedded database.
+
+    Rebuilds the embedded demo database to match a fresh sandbox, then prints the
+    shops (keys masked), the first accounts, both reports, the summary and the sync
+    plan (dry run: nothing is written). Needs no configuration and no network.
+    """
+    from opskit import demo as demo_mod
+
+    with _guard(debug):
+        resolved = _prepare_out(out, fmt)
+        console = _console(quiet)
+        console.print("Starting a local Stripe sandbox and building the demo database ...")
+        with demo_mod.start(port=port) as session:
+            ops = session.ops
+            console.print(
+                f"Stripe sandbox: {session.sandbox.url}  database: {_meta(ops, None)['database']}\n"
+            )
+            console.print(_df_table(ops.shops()[_SHOP_COLUMNS], title="Shops (keys masked)"))
+            accounts = ops.accounts()
+            cols = ["account_id", "shop_id", "email", "name", "stripe_customer_id",
+                    "subscription_status", "details_error"]  # fmt: skip
+            console.print(_df_table(accounts[cols], title=f"Accounts ({len(accounts)})", limit=5))
+            console.print()
+            reports = report.run_reports(ops, "all", progress=not quiet)
+            _print_reports(console, reports, findings=True)
+            plan = ops.sync_plan(reports=reports)
+            console.print(_plan_table(plan))
+            if out is not None:
+                for path in report.write_report(reports, out, resolved, meta=_meta(ops, None)):
+                    console.print(f"Wrote {path}")
+            code = report.outcome(reports)
+            console.print(f"Reconcile would exit {code}: {_VERDICT[code]}.")
+            if serve:
+                _serve_demo(console, session.sandbox.url)
+    raise typer.Exit(0)
+
+
+def _serve_demo(console: Console, url: str) -> None:
+    import threading
+
+    console.print(
+        f"\nSandbox kept running at {url}. In another shell:\n"
+        f"  OPSKIT_STRIPE_API_BASE={url} opskit reconcile --out report.html\n"
+        "Ctrl-C stops it."
+    )
+    with suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 12111,
+    keys: Annotated[
+        str | None,
+        typer.Option(
+            "--keys",
+            envvar="OPSKIT_SANDBOX_KEYS",
+            help="Comma-separated keys to accept (default: any sk_test_ key gets its own store).",
+        ),
+    ] = None,
+    latency: Annotated[float, typer.Option("--latency", help="Seconds added per request.")] = 0.0,
+    rate_limit: Annotated[
+        float | None, typer.Option("--rate-limit", help="Requests per second per key.")
+    ] = None,
+    rate_mode: Annotated[
+        str, typer.Option("--rate-mode", help="pace (wait) or reject (429) over the limit.")
+    ] = "pace",
+    debug: Debug = False,
+) -> None:
+    """Serve the local multi-tenant Stripe sandbox in the foreground (test keys only)."""
+    from opskit.demo import serve_forever
+
+    with _guard(debug):
+        if rate_mode not in ("pace", "reject"):
+            raise InputError(f"unknown rate mode {rate_mode!r}", guidance="Use pace or reject.")
+        if not 0 <= port < 65536:
+            raise InputError(f"port {port} out of range", guidance="Use 1-65535 (0: any free).")
+        key_list = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+        serve_forever(port, key_list, latency, rate_limit, rate_mode)
+
+
+@app.command()
+def shops(
+    out: Out = None,
+    fmt: Fmt = None,
+    database_url: DatabaseUrl = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """List the shops with their key mode; secret keys masked."""
+    with _guard(debug):
+        resolved = _prepare_out(out, fmt)
+        ops = _connect(database_url, None)
+        df = ops.shops()
+        console = _console(quiet)
+        console.print(_df_table(df, title=f"Shops ({len(df)})"))
+        if out is not None:
+            for path in report.write_report({"shops": df}, out, resolved, title="opskit shops"):
+                console.print(f"Wrote {path}")
+
+
+@app.command()
+def audit(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N rows.")] = 50,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
+    shop: Shops = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Action, or a prefix with *: 'sync.*'.")
+    ] = None,
+    out: Out = None,
+    fmt: Fmt = None,
+    database_url: DatabaseUrl = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Show every write opskit made (newest first), from the audit table."""
+    with _guard(debug):
+        resolved = _prepare_out(out, fmt)
+        ops = _connect(database_url, None)
+        df = ops.audit_log(limit=limit, actor=actor, shop_id=shop or None, action=action)
+        console = _console(quiet)
+        cols = ["audit_id", "at", "actor", "shop_id", "action", "target", "outcome", "error"]
+        console.print(_df_table(df[cols], title=f"Audit log ({len(df)} rows, newest first)"))
+        if out is not None:
+            for path in report.write_report({"audit": df}, out, resolved, title="opskit audit"):
+                console.print(f"Wrote {path}")
+
+
+def main() -> None:
+    """Entry point of the ``opskit`` script and ``python -m opskit``."""
+    app()

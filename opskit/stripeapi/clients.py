@@ -1,0 +1,223 @@
+"""The backend-compatible Stripe helper, and one ``StripeClient`` per shop.
+
+Backend-compatible (same names and meaning as ``server/services/stripe_client.py``)::
+
+    configure_for_shop(shop)           # sets stripe.api_key from shop.stripe_secret_key
+    get_customer_id(account)           # account.details["stripe_customer_id"]
+    fetch_customer(shop, customer_id)  # configure + retrieve, as a plain dict
+
+``configure_for_shop`` is the one place opskit sets the global ``stripe.api_key``,
+because its contract says so. Everything else goes through
+:func:`client_for_shop`: one ``stripe.StripeClient`` per (key, api_base), with
+the key passed explicitly, shared safely by any number of threads, rate limited
+per key and retrying 429/5xx/network failures (see :mod:`opskit.stripeapi.transport`).
+
+``shop`` and ``account`` may be ORM rows, mappings, pandas rows or opskit's own
+:class:`~opskit.common.models.Shop` / :class:`~opskit.common.models.Account`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from opskit.common.config import STRIPE_API_BASE_ENV, Settings
+from opskit.common.exceptions import StripeCustomerMissing, StripeNotConfigured
+from opskit.common.keys import classify_secret_key, mask_key
+from opskit.common.models import Shop, as_account, as_shop
+from opskit.stripeapi.ratelimit import BucketRegistry, key_fingerprint
+from opskit.stripeapi.transport import LimitedRetryingClient, RetryPolicy
+
+__all__ = [
+    "StripeCustomerMissing",
+    "StripeNotConfigured",
+    "clear_clients",
+    "client_for_shop",
+    "configure_for_shop",
+    "fetch_customer",
+    "get_customer_id",
+    "shop_key",
+    "shop_mode",
+    "transport_of",
+]
+
+_DEFAULTS = Settings()
+
+
+def _describe(shop: Shop) -> str:
+    name = f" ({shop.name})" if shop.name else ""
+    return f"shop {shop.id}{name}"
+
+
+def shop_key(shop: Any) -> str:
+    """The shop's usable secret key, whitespace stripped, or :class:`StripeNotConfigured`.
+
+    Accepts ``sk_live_``, ``sk_test_`` and restricted ``rk_`` keys; refuses a
+    publishable ``pk_`` key, a malformed value and a missing one. The message
+    names the shop, never the key.
+    """
+    obj = as_shop(shop)
+    if obj is None:
+        raise StripeNotConfigured("No shop given (shop is None): there is no Stripe key to use.")
+    info = obj.key_info
+    if not info.usable:
+        shown = f" [{info.masked}]" if info.masked and info.mode == "invalid" else ""
+        raise StripeNotConfigured(
+            f"Stripe is not configured for {_describe(obj)}: {info.problem}{shown}."
+        )
+    raw = obj.stripe_secret_key
+    assert raw is not None  # usable implies present
+    return str(raw).strip()
+
+
+def shop_mode(shop: Any) -> str:
+    """``live``, ``test``, ``none`` (no key) or ``invalid``; never raises."""
+    obj = as_shop(shop)
+    return "none" if obj is None else obj.key_info.mode
+
+
+# --- backend-compatible helper -------------------------------------------------
+
+
+def configure_for_shop(shop: Any) -> None:
+    """Set the global ``stripe.api_key`` to the shop's secret key (backend contract).
+
+    Raises :class:`StripeNotConfigured` when shop is None or has no usable key.
+    Prefer :func:`client_for_shop` in new code: the global is shared by every
+    thread of the process.
+    """
+    stripe.api_key = shop_key(shop)
+
+
+def get_customer_id(account: Any) -> Any:
+    """``account.details["stripe_customer_id"]``; :class:`StripeCustomerMissing` if absent.
+
+    Like the backend helper, only a missing key raises; a stored value (even
+    null) is returned as it is.
+    """
+    acc = as_account(account)
+    try:
+        return acc.details["stripe_customer_id"]
+    except KeyError:
+        raise StripeCustomerMissing(
+            f"Account {acc.id} (shop {acc.shop_id}) has no stripe_customer_id in its details."
+        ) from None
+
+
+def _default_api_base() -> str | None:
+    env = os.environ.get(STRIPE_API_BASE_ENV)
+    if env:
+        return env
+    if stripe.api_base and stripe.api_base != stripe.DEFAULT_API_BASE:
+        return stripe.api_base  # the backend pointed the global at another server
+    return None
+
+
+def fetch_customer(shop: Any, customer_id: str, *, api_base: str | None = None) -> dict[str, Any]:
+    """Configure for the shop, retrieve the customer, return it as a plain dict.
+
+    Sets the global ``stripe.api_key`` as the backend helper does, but retrieves
+    through :func:`client_for_shop` with the shop's key passed explicitly, so
+    concurrent calls for different shops cannot cross keys. Stripe errors are
+    not translated (``stripe.InvalidRequestError`` for an unknown id, ...);
+    only a request that kept failing past the retry budget raises
+    :class:`~opskit.common.exceptions.StripeRetriesExhausted`.
+
+    ``api_base``: where to send the request; default ``OPSKIT_STRIPE_API_BASE``,
+    else ``stripe.api_base`` when the backend changed it, else Stripe itself.
+    """
+    configure_for_shop(shop)
+    client = client_for_shop(shop, api_base=api_base or _default_api_base())
+    customer = client.v1.customers.retrieve(customer_id)
+    return customer.to_dict()
+
+
+# --- one client per shop ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    client: stripe.StripeClient
+    transport: LimitedRetryingClient
+
+
+_clients: dict[tuple[str, str | None], _Entry] = {}
+_clients_lock = threading.Lock()
+_buckets = BucketRegistry()
+
+
+def _default_rate(key: str) -> float:
+    live = classify_secret_key(key).mode == "live"
+    return _DEFAULTS.live_rate_limit if live else _DEFAULTS.test_rate_limit
+
+
+def client_for_shop(
+    shop: Any,
+    *,
+    api_base: str | None = None,
+    rate_limit: float | None = None,
+    max_retry_wait: float | None = None,
+) -> stripe.StripeClient:
+    """The shop's own ``stripe.StripeClient``, cached per (key, api_base).
+
+    Never reads or sets the global ``stripe.api_key``. Safe to share across
+    threads. Requests are limited per key (one token bucket per key for the
+    whole process, default 20/s for test keys and 90/s for live ones) and
+    retried as :mod:`opskit.stripeapi.transport` describes. ``api_base`` None means
+    Stripe itself; otherwise e.g. the sandbox's ``http://127.0.0.1:PORT``.
+
+    ``rate_limit`` and ``max_retry_wait`` given explicitly also apply to the
+    cached client (and to every thread using that key), the last setting wins.
+    """
+    key = shop_key(shop)
+    base = api_base.rstrip("/") if api_base else None
+    fingerprint = key_fingerprint(key)
+    rate = rate_limit if rate_limit is not None else _default_rate(key)
+    bucket = _buckets.get(fingerprint, rate, reset_rate=rate_limit is not None)
+    with _clients_lock:
+        entry = _clients.get((fingerprint, base))
+        if entry is None:
+            policy = RetryPolicy(
+                max_retry_wait=max_retry_wait
+                if max_retry_wait is not None
+                else _DEFAULTS.max_retry_wait
+            )
+            transport = LimitedRetryingClient(
+                limiter=bucket, policy=policy, label=mask_key(key) or ""
+            )
+            client = stripe.StripeClient(
+                key,
+                base_addresses={"api": base} if base else None,
+                http_client=transport,
+                max_network_retries=policy.max_attempts - 1,
+            )
+            entry = _clients[(fingerprint, base)] = _Entry(client, transport)
+            return client
+    if max_retry_wait is not None and entry.transport.policy.max_retry_wait != max_retry_wait:
+        entry.transport.policy = dataclasses.replace(
+            entry.transport.policy, max_retry_wait=max_retry_wait
+        )
+    return entry.client
+
+
+def transport_of(client: stripe.StripeClient) -> LimitedRetryingClient | None:
+    """The :class:`LimitedRetryingClient` behind a client made by :func:`client_for_shop`."""
+    with _clients_lock:
+        for entry in _clients.values():
+            if entry.client is client:
+                return entry.transport
+    return None
+
+
+def clear_clients() -> None:
+    """Forget every cached client and rate-limit bucket (tests, key rotation)."""
+    with _clients_lock:
+        for entry in _clients.values():
+            entry.transport.close()
+        _clients.clear()
+    _buckets.clear()

@@ -1,0 +1,533 @@
+"""Stripe customers and subscriptions of many shops, each from the shop's own account.
+
+Public source functions::
+
+    fetch_customers(ctx, shops, link_ids=..., executor=..., progress=...)  -> FetchResult
+    fetch_subscriptions(ctx, shops, executor=..., progress=...)            -> FetchResult
+    linked_ids(accounts_df, "stripe_customer_id")                          -> {shop_id: {ids}}
+
+Each shop is one work item: its listing (100 per page, split into ``created``
+windows fetched in parallel inside the shop's rate limit, see
+:mod:`opskit.stripeapi.paging`) plus the targeted retrieves it needs. Shops run
+concurrently, at most ``Settings.max_shop_workers`` at a time, on a
+``ThreadPoolExecutor`` or on any ``concurrent.futures.Executor`` given (e.g. a
+dask.distributed ``client.get_executor()``: the work item is a picklable
+:class:`ShopJob` sent to the module-level :func:`run_shop_job`, and each worker
+process keeps its own Stripe clients). A shop that fails (invalid key, network,
+retries exhausted, any Stripe error, a malformed answer, a worker the executor
+lost) becomes ``errors[shop_id]``, one line with the error class, HTTP status
+and request id and no secret; the run goes on.
+Shops without a usable key are skipped: the reconcile layer reports them.
+
+Linked customer ids (``link_ids``) are resolved like this, so that
+``deleted_in_stripe``, ``wrong_shop`` and ``missing_in_stripe`` can be told apart:
+
+1. every linked id absent from its own shop's listing is retrieved once in that
+   shop: a deleted customer comes back as a tombstone (a row with
+   ``deleted=True``), a 404 leaves it unresolved;
+2. an id unresolved in its shop that some other shop of the run listed needs
+   nothing more (that shop's row is in the frame);
+3. an id found nowhere is retrieved in each *other* shop of the run whose
+   listing succeeded (it was not listed there, so only a deleted customer can
+   still be hiding there), at most :data:`MAX_CROSS_SHOP_RETRIEVES` requests per
+   run; ids beyond that stay unresolved. Such ids are rare (typos, customers
+   deleted in another shop's account), so this costs little.
+
+Requests per shop stay within ``1.1 * ceil(objects/100)`` plus the targeted
+retrieves (see :func:`opskit.stripeapi.paging.request_bound`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import stripe
+from tqdm.auto import tqdm
+
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.keys import mask_key
+from opskit.common.models import Shop, as_shop
+from opskit.common.stripe_errors import describe_error
+from opskit.core.frames import CUSTOMERS, PRICES, SUBSCRIPTIONS, Spec, conform, empty
+from opskit.stripeapi import paging
+from opskit.stripeapi.clients import client_for_shop
+
+__all__ = [
+    "MAX_CROSS_SHOP_RETRIEVES",
+    "FetchResult",
+    "ShopJob",
+    "ShopOutcome",
+    "customer_rows",
+    "fetch_customers",
+    "fetch_subscriptions",
+    "linked_ids",
+    "run_shop_job",
+    "subscription_rows",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_CROSS_SHOP_RETRIEVES = 500  # per run: lookups of ids found in no shop of the run
+
+StripeDict = dict[str, Any]
+
+
+@dataclass
+class FetchResult:
+    """Rows of every shop that answered, the shops that failed, and the requests made."""
+
+    frame: pd.DataFrame
+    errors: dict[int, str] = field(default_factory=dict)  # shop_id -> one secret-free line
+    requests: int = 0  # API calls made (list pages and retrieves; transport retries excluded)
+
+
+# -- one shop: a picklable work item ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShopJob:
+    """Everything one shop's work needs, picklable for process-based executors.
+
+    ``key`` is the raw secret key (the worker must build the client); it is left
+    out of ``repr``.
+    """
+
+    kind: str  # a key of paging.ENDPOINTS
+    shop_id: int
+    key: str = field(repr=False)
+    api_base: str | None
+    settings: Settings
+    retrieve_ids: tuple[str, ...] = ()  # retrieved unless the listing returned them
+    listing: bool = True  # False: targeted retrieves only
+    window_workers: int = paging.DEFAULT_WINDOW_WORKERS
+    expected: int | None = None  # size hint; None: the number of distinct retrieve ids
+
+    @property
+    def masked_key(self) -> str | None:
+        return mask_key(self.key)
+
+
+@dataclass
+class ShopOutcome:
+    """What one :class:`ShopJob` produced; plain data, picklable."""
+
+    shop_id: int
+    objects: list[StripeDict] = field(default_factory=list)  # listed and retrieved
+    listed_ids: frozenset[str] = frozenset()
+    not_found: tuple[str, ...] = ()  # retrieve ids the shop answered 404 for
+    requests: int = 0
+    windows: int = 0
+    error: str | None = None
+
+
+def _shop_client(job: ShopJob) -> stripe.StripeClient:
+    shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key)
+    s = job.settings
+    rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
+    return client_for_shop(
+        shop, api_base=job.api_base, rate_limit=rate, max_retry_wait=s.max_retry_wait
+    )
+
+
+def _retrieve(
+    client: stripe.StripeClient, kind: str, ids: list[str], workers: int
+) -> tuple[list[StripeDict], list[str]]:
+    """Retrieve ``ids`` in parallel: (objects found, ids answered 404)."""
+    service = getattr(client.v1, paging.ENDPOINTS[kind].service)
+
+    def one(object_id: str) -> StripeDict | None:
+        try:
+            obj: StripeDict = service.retrieve(object_id).to_dict()
+            return obj
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return None
+            raise
+
+    if not ids:
+        return [], []
+    with ThreadPoolExecutor(max(1, min(workers, len(ids))), "opskit-retrieve") as pool:
+        answers = list(pool.map(one, ids))
+    found = [a for a in answers if a is not None]
+    missing = [i for i, a in zip(ids, answers, strict=True) if a is None]
+    return found, missing
+
+
+def run_shop_job(job: ShopJob) -> ShopOutcome:
+    """List (and/or retrieve) one shop's objects; a Stripe failure becomes ``.error``.
+
+    Module-level and free of closures so that any executor, including a
+    process-based one, can run it.
+    """
+    out = ShopOutcome(job.shop_id)
+    lister: paging.WindowedLister | None = None
+    try:
+        client = _shop_client(job)
+        listed: dict[str, StripeDict] = {}
+        if job.listing:
+            lister = paging.WindowedLister(
+                paging.page_fetcher(client, paging.ENDPOINTS[job.kind]),
+                workers=job.window_workers,
+                expected=job.expected if job.expected is not None else len(set(job.retrieve_ids)),
+            )
+            listed = {o["id"]: o for o in lister.run()}
+            out.requests += lister.stats.requests
+            out.windows = lister.stats.windows
+            lister = None
+        wanted = list(dict.fromkeys(i for i in job.retrieve_ids if i not in listed))
+        out.requests += len(wanted)
+        found, missing = _retrieve(client, job.kind, wanted, job.window_workers)
+        out.objects = [*listed.values(), *found]
+        out.listed_ids = frozenset(listed)
+        out.not_found = tuple(missing)
+    except Exception as exc:  # noqa: BLE001 - any failure of this shop is this shop's error
+        if lister is not None:
+            out.requests += lister.stats.requests
+        out.objects = []
+        out.error = describe_error(exc)
+    return out
+
+
+# -- many shops ------------------------------------------------------------------------------
+
+
+def _run_jobs(
+    jobs: list[ShopJob],
+    executor: Executor | None,
+    limit: int,
+    progress: bool,
+    desc: str,
+) -> list[ShopOutcome]:
+    """Run ``jobs`` at most ``limit`` at a time, with a progress bar over shops."""
+    if not jobs:
+        return []
+    own = executor is None
+    pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-shop")
+    outcomes: list[ShopOutcome] = []
+    pending: dict[Future[ShopOutcome], ShopJob] = {}
+    queue = iter(jobs)
+
+    def fill() -> None:
+        while len(pending) < limit:
+            job = next(queue, None)
+            if job is None:
+                return
+            pending[pool.submit(run_shop_job, job)] = job
+
+    try:
+        with tqdm(total=len(jobs), desc=desc, unit="shop", disable=not progress) as bar:
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = pending.pop(fut)
+                    try:
+                        outcome = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - e.g. a dead worker: this shop only
+                        outcome = ShopOutcome(job.shop_id, error=describe_error(exc))
+                    outcomes.append(outcome)
+                    bar.update(1)
+                    if outcome.error:
+                        bar.set_postfix_str(f"{len([o for o in outcomes if o.error])} failed")
+                fill()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if own:
+            pool.shutdown(wait=True)
+    return sorted(outcomes, key=lambda o: o.shop_id)
+
+
+def _usable_shops(shops: Iterable[Any]) -> list[Shop]:
+    """Shops with an id and a usable key, one per id, in id order."""
+    seen: dict[int, Shop] = {}
+    for raw in shops:
+        shop = as_shop(raw)
+        if shop is None or shop.id is None or not shop.key_info.usable:
+            continue
+        seen.setdefault(int(shop.id), shop)
+    return [seen[i] for i in sorted(seen)]
+
+
+def _job(ctx: Context, kind: str, shop: Shop, **kwargs: Any) -> ShopJob:
+    assert shop.id is not None and shop.stripe_secret_key is not None
+    return ShopJob(
+        kind=kind,
+        shop_id=int(shop.id),
+        key=shop.stripe_secret_key.strip(),
+        api_base=ctx.api_base,
+        settings=ctx.settings,
+        **kwargs,
+    )
+
+
+def _limit(ctx: Context, max_workers: int | None) -> int:
+    return max(1, int(max_workers if max_workers is not None else ctx.settings.max_shop_workers))
+
+
+def fetch_customers(
+    ctx: Context,
+    shops: Iterable[Any],
+    *,
+    link_ids: Mapping[int, Collection[str]] | None = None,
+    expected: Mapping[int, int] | None = None,
+    lookup_shops: Iterable[Any] = (),
+    executor: Executor | None = None,
+    progress: bool = True,
+    max_workers: int | None = None,
+    window_workers: int = paging.DEFAULT_WINDOW_WORKERS,
+) -> FetchResult:
+    """Every customer of each shop's own Stripe account, as a ``CUSTOMERS`` frame.
+
+    ``link_ids`` (shop_id -> customer ids the shop's accounts link, see
+    :func:`linked_ids`) adds rows for linked customers the listings do not hold:
+    deleted ones (``deleted=True``) and ones found in another shop of the run
+    (see the module docstring for the exact rule). ``executor``: run the shops
+    there instead of on a private thread pool; ``max_workers`` (default
+    ``Settings.max_shop_workers``) bounds the shops in flight either way.
+    ``window_workers``: requests in flight per shop. ``expected`` (shop_id ->
+    roughly how many objects the shop holds, e.g. its linked accounts) lets a
+    big shop fan out its listing from the first page; see :mod:`opskit.stripeapi.paging`.
+    ``lookup_shops``: shops outside the run (e.g. the rest of the backend when the
+    caller filtered shops) where linked ids found nowhere are also retrieved, so a
+    link to another shop's customer is told from a missing one; their rows carry
+    their own shop_id and they are never listed.
+    """
+    targets = _usable_shops(shops)
+    in_run = {int(shop.id or 0) for shop in targets}
+    outsiders = [s for s in _usable_shops(lookup_shops) if int(s.id or 0) not in in_run]
+    links = {int(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
+    limit = _limit(ctx, max_workers)
+    jobs = [
+        _job(
+            ctx,
+            "customers",
+            shop,
+            retrieve_ids=tuple(dict.fromkeys(links.get(int(shop.id or 0), ()))),
+            window_workers=window_workers,
+            expected=(expected or {}).get(int(shop.id or 0)),
+        )
+        for shop in targets
+    ]
+    outcomes = _run_jobs(jobs, executor, limit, progress, "Stripe customers")
+    errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
+
+    # Ids found nowhere: look for them in the other shops that listed fine (rule 3).
+    listed_anywhere = set().union(*(o.listed_ids for o in outcomes)) if outcomes else set()
+    found_anywhere = listed_anywhere | {
+        obj["id"] for o in outcomes for obj in o.objects if "id" in obj
+    }
+    lost: dict[int, list[str]] = {
+        o.shop_id: [i for i in o.not_found if i not in found_anywhere] for o in outcomes
+    }
+    healthy = [shop for shop in targets if int(shop.id or 0) not in errors] + outsiders
+    cross: list[ShopJob] = []
+    budget = MAX_CROSS_SHOP_RETRIEVES
+    for shop in healthy:
+        ids = [i for owner, owned in lost.items() if owner != shop.id for i in owned]
+        ids = list(dict.fromkeys(ids))[: max(0, budget)]
+        if ids:
+            budget -= len(ids)
+            cross.append(
+                _job(
+                    ctx,
+                    "customers",
+                    shop,
+                    retrieve_ids=tuple(ids),
+                    listing=False,
+                    window_workers=window_workers,
+                )
+            )
+    if any(lost.values()) and budget <= 0:
+        log.warning(
+            "opskit: %d cross-shop customer lookups cap reached; some linked ids stay unresolved",
+            MAX_CROSS_SHOP_RETRIEVES,
+        )
+    extra = _run_jobs(cross, executor, limit, progress, "Stripe cross-shop lookups")
+    for o in extra:
+        if o.error is not None:
+            log.warning("opskit: cross-shop lookup in shop %s failed: %s", o.shop_id, o.error)
+    frame = _frame(customer_rows, CUSTOMERS, [*outcomes, *extra], "stripe_customer_id")
+    requests = sum(o.requests for o in [*outcomes, *extra])
+    return FetchResult(frame=frame, errors=errors, requests=requests)
+
+
+def fetch_subscriptions(
+    ctx: Context,
+    shops: Iterable[Any],
+    *,
+    expected: Mapping[int, int] | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+    max_workers: int | None = None,
+    window_workers: int = paging.DEFAULT_WINDOW_WORKERS,
+) -> FetchResult:
+    """Every subscription of each shop (``status="all"``: canceled too), as ``SUBSCRIPTIONS``.
+
+    ``expected``: per-shop size hints, as for :func:`fetch_customers`.
+    """
+    jobs = [
+        _job(
+            ctx,
+            "subscriptions",
+            shop,
+            window_workers=window_workers,
+            expected=(expected or {}).get(int(shop.id or 0)),
+        )
+        for shop in _usable_shops(shops)
+    ]
+    outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe subscriptions")
+    errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
+    frame = _frame(subscription_rows, SUBSCRIPTIONS, outcomes, "stripe_subscription_id")
+    return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
+
+
+def size_hints(accounts_df: pd.DataFrame, column: str) -> dict[int, int]:
+    """``{shop_id: n}``: how many distinct non-blank ``column`` values each shop's accounts hold.
+
+    The backend's own links are the best prior for how many objects each shop's
+    Stripe account has, which lets a big shop's listing fan out from page one.
+    """
+    return {shop: len(ids) for shop, ids in linked_ids(accounts_df, column).items()}
+
+
+def fetch_prices(
+    ctx: Context,
+    shops: Iterable[Any],
+    *,
+    executor: Executor | None = None,
+    progress: bool = True,
+    max_workers: int | None = None,
+) -> FetchResult:
+    """Every price of each shop's own Stripe account (active or not), as ``PRICES``."""
+    jobs = [_job(ctx, "prices", shop) for shop in _usable_shops(shops)]
+    outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe prices")
+    errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
+    frame = _frame(price_rows, PRICES, outcomes, "stripe_price_id")
+    return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
+
+
+def linked_ids(accounts_df: pd.DataFrame, column: str) -> dict[int, set[str]]:
+    """``{shop_id: {ids}}`` of the non-blank values of ``column``, whitespace stripped."""
+    if accounts_df.empty or column not in accounts_df.columns:
+        return {}
+    ids = accounts_df[column].astype("string").str.strip()
+    keep = ids.notna() & (ids != "") & accounts_df["shop_id"].notna()
+    out: dict[int, set[str]] = {}
+    for shop_id, value in zip(accounts_df.loc[keep, "shop_id"], ids[keep], strict=True):
+        out.setdefault(int(shop_id), set()).add(str(value))
+    return out
+
+
+# -- Stripe objects -> rows ------------------------------------------------------------------
+
+# Our column <- Stripe's field, for fields copied as they are.
+CUSTOMER_FIELDS: Mapping[str, str] = {
+    "stripe_customer_id": "id",
+    "email": "email",
+    "name": "name",
+    "livemode": "livemode",
+}
+SUBSCRIPTION_FIELDS: Mapping[str, str] = {
+    "stripe_subscription_id": "id",
+    "status": "status",
+    "cancel_at_period_end": "cancel_at_period_end",
+}
+_EPOCH_COLUMNS = ("created_at", "canceled_at", "current_period_end_at")
+
+
+def _id_of(value: Any) -> Any:
+    return value.get("id") if isinstance(value, Mapping) else value
+
+
+def customer_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
+    """One ``CUSTOMERS`` row per customer dict (tombstones give ``deleted=True``)."""
+    rows = []
+    for obj in objects:
+        row: StripeDict = {col: obj.get(src) for col, src in CUSTOMER_FIELDS.items()}
+        row["shop_id"] = shop_id
+        row["deleted"] = obj.get("deleted") is True
+        row["created_at"] = obj.get("created")
+        rows.append(row)
+    return rows
+
+
+def subscription_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
+    """One ``SUBSCRIPTIONS`` row per subscription dict.
+
+    Price fields come from ``items.data[0].price`` (else its legacy ``plan``,
+    else the subscription's ``plan``); ``current_period_end`` from the
+    subscription, else from its first item (where newer API versions keep it).
+    """
+    rows = []
+    for obj in objects:
+        items = (obj.get("items") or {}).get("data") or [{}]
+        item = items[0] or {}
+        price = item.get("price") or {}
+        plan = item.get("plan") or obj.get("plan") or {}
+        if not isinstance(price, Mapping):
+            price = {"id": price}
+        if not isinstance(plan, Mapping):
+            plan = {"id": plan}
+        recurring = price.get("recurring") or {}
+        amount = price.get("unit_amount")
+        currency = price.get("currency") or plan.get("currency")
+        row: StripeDict = {col: obj.get(src) for col, src in SUBSCRIPTION_FIELDS.items()}
+        row.update(
+            shop_id=shop_id,
+            stripe_customer_id=_id_of(obj.get("customer")),
+            stripe_price_id=price.get("id") or plan.get("id"),
+            unit_amount=amount if amount is not None else plan.get("amount"),
+            currency=currency.lower() if isinstance(currency, str) else None,
+            interval=recurring.get("interval") or plan.get("interval"),
+            current_period_end_at=obj.get("current_period_end") or item.get("current_period_end"),
+            created_at=obj.get("created"),
+            canceled_at=obj.get("canceled_at"),
+        )
+        rows.append(row)
+    return rows
+
+
+def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
+    """One ``PRICES`` row per price dict."""
+    rows = []
+    for obj in objects:
+        currency = obj.get("currency")
+        rows.append(
+            {
+                "shop_id": shop_id,
+                "stripe_price_id": obj.get("id"),
+                "product": _id_of(obj.get("product")),
+                "nickname": obj.get("nickname"),
+                "unit_amount": obj.get("unit_amount"),
+                "currency": currency.lower() if isinstance(currency, str) else None,
+                "interval": (obj.get("recurring") or {}).get("interval"),
+                "active": obj.get("active"),
+                "created_at": obj.get("created"),
+            }
+        )
+    return rows
+
+
+def _frame(
+    to_rows: Callable[[int, Iterable[StripeDict]], list[StripeDict]],
+    spec: Spec,
+    outcomes: Iterable[ShopOutcome],
+    id_column: str,
+) -> pd.DataFrame:
+    rows = [row for o in outcomes if o.error is None for row in to_rows(o.shop_id, o.objects)]
+    if not rows:
+        return empty(spec)
+    df = pd.DataFrame.from_records(rows)
+    for col in _EPOCH_COLUMNS:
+        if col in df.columns:
+            seconds = pd.array(df[col].tolist(), dtype="Int64")
+            df[col] = pd.to_datetime(seconds, unit="s", utc=True)
+    df = df.drop_duplicates(["shop_id", id_column]).sort_values(["shop_id", id_column])
+    return conform(df, spec)

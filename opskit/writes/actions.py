@@ -1,0 +1,688 @@
+"""Stripe writes for ad-hoc fixes: customers, payment intents, subscriptions.
+
+Every function here
+
+1. validates its input before any request (amounts, currency, account, shop,
+   the account's customer) and raises a clear error when it cannot go on;
+2. derives an idempotency key (:mod:`opskit.writes.idempotency`) from the action, the
+   shop, the target and the parameters plus the caller's ``nonce``, so
+   repeating a call (double click, re-run cell, retried request) replays the
+   first answer instead of writing twice;
+3. refuses live-key writes without confirmation (:mod:`opskit.writes.guard`);
+4. audits every attempted write, Stripe's and the database's, ok or not
+   (:mod:`opskit.backend.audit`);
+5. returns the Stripe object as a plain dict.
+
+Input errors raised before anything is attempted (unknown account or shop, bad
+amount, no customer) are not audited: nothing was written or tried.
+
+Multi-step writes (Stripe, then the account's details) cannot share one
+transaction. When the Stripe step succeeds and the database step fails, the
+Stripe object's id is already in the audit log (its ``*.create`` row) and
+:class:`PartialWrite` says so: calling again with the same arguments replays
+the same Stripe object (same idempotency key, for 24 hours at Stripe) and
+stores it; ``ops.sync_plan()`` also proposes the link for a certain match.
+
+Objects opskit creates carry ``metadata.opskit_account_id`` and
+``metadata.opskit_call`` (a fingerprint of the call): repeating a completed
+``create_customer``/``create_subscription`` returns the object already linked
+instead of refusing (a no-op, audited as such).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+import stripe
+from sqlalchemy.exc import SQLAlchemyError
+
+from opskit.backend import audit, writeback
+from opskit.common.context import Context
+from opskit.common.exceptions import (
+    InputError,
+    OpskitError,
+    PartialWrite,
+    StripeCustomerMissing,
+    UnknownSubscription,
+)
+from opskit.common.keys import redact
+from opskit.common.models import Account, Shop, parse_details
+from opskit.core.money import format_money, validate_amount
+from opskit.stripeapi.clients import client_for_shop
+from opskit.writes.guard import check_live_write
+from opskit.writes.idempotency import derive_key, step_key
+
+__all__ = [
+    "PartialWrite",
+    "UnknownSubscription",
+    "cancel_subscription",
+    "create_customer",
+    "create_payment_intent",
+    "create_subscription",
+]
+
+log = logging.getLogger(__name__)
+
+# Subscription statuses after which a new subscription is not a double charge.
+_ENDED = frozenset({"canceled", "incomplete_expired"})
+
+
+def _load_account(ctx: Context, account_id: int) -> tuple[Account, dict[str, Any]]:
+    """The account and its details; unreadable details refuse the write up front."""
+    account, raw = ctx.db.account(account_id)
+    details, problem = parse_details(raw)
+    if problem is not None and raw is not None:
+        raise writeback.DetailsUnreadable(
+            f"account {account.id}: {problem}; opskit will not write to it"
+        )
+    return account, details
+
+
+def _customer_id(account: Account, details: Mapping[str, Any], purpose: str) -> str:
+    cid = details.get("stripe_customer_id")
+    if not cid:
+        raise StripeCustomerMissing(
+            f"account {account.id} (shop {account.shop_id}) has no stripe_customer_id in its "
+            f"details: cannot {purpose}",
+            guidance=f"Create the customer first: ops.create_customer({account.id}), "
+            "or link an existing one (ops.sync_plan() proposes certain links).",
+        )
+    return str(cid)
+
+
+def _client(ctx: Context, shop: Shop) -> stripe.StripeClient:
+    return client_for_shop(shop, api_base=ctx.api_base, max_retry_wait=ctx.settings.max_retry_wait)
+
+
+def _request_id(obj: Any) -> str | None:
+    resp = getattr(obj, "last_response", None)
+    return getattr(resp, "request_id", None) if resp is not None else None
+
+
+def _replayed(obj: Any) -> bool:
+    """True when Stripe answered from its idempotency cache (``Idempotent-Replayed``)."""
+    headers = getattr(getattr(obj, "last_response", None), "headers", None) or {}
+    return any(
+        str(k).lower() == "idempotent-replayed" and str(v).lower() == "true"
+        for k, v in headers.items()
+    )
+
+
+def _is_missing(exc: stripe.StripeError) -> bool:
+    return exc.http_status == 404 or getattr(exc, "code", None) == "resource_missing"
+
+
+def _made_by(obj: Any) -> str | None:
+    """The ``opskit_call`` fingerprint opskit left in an object's metadata, if any."""
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else getattr(obj, "metadata", None)
+    if meta is None:
+        return None
+    try:
+        return str(meta["opskit_call"])
+    except (KeyError, TypeError):
+        return None
+
+
+class _Write:
+    """One audited write: shop, action, target, params and key fixed; outcome per step."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        actor: str,
+        shop: Shop,
+        action: str,
+        target: str,
+        params: Mapping[str, Any],
+        idempotency_key: str | None,
+    ) -> None:
+        if not isinstance(actor, str) or not actor.strip():
+            raise InputError(
+                f"actor {actor!r} is not a name",
+                guidance="Pass actor='your.name' so the audit log says who wrote.",
+            )
+        self.ctx, self.actor, self.shop = ctx, actor, shop
+        self.action, self.target = action, target
+        self.params, self.key = dict(params), idempotency_key
+
+    def record(
+        self,
+        outcome: str,
+        *,
+        result: str | None = None,
+        error: str | BaseException | None = None,
+        request_id: str | None = None,
+        action: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        conn: sa.Connection | None = None,
+    ) -> int | None:
+        """Append the audit row; a failing audit never hides the write's own outcome."""
+        if request_id is None and isinstance(error, stripe.StripeError):
+            request_id = error.request_id
+        try:
+            return audit.append(
+                self.ctx.db,
+                actor=self.actor,
+                shop_id=self.shop.id,
+                action=action or self.action,
+                target=self.target,
+                params=self.params if params is None else params,
+                idempotency_key=self.key if action is None else None,
+                outcome=outcome,
+                result=result,
+                error=error,
+                stripe_request_id=request_id,
+                conn=conn,
+            )
+        except SQLAlchemyError as exc:
+            if conn is not None:
+                raise  # inside a transaction: let it roll back with the write
+            log.error(
+                "could not audit %s on %s (result %s): %s",
+                self.action,
+                redact(self.target),
+                redact(str(result)),
+                redact(_db_error(exc)),
+            )
+            return None
+
+    def guard(self, confirm: bool) -> None:
+        check_live_write(
+            self.ctx,
+            self.shop,
+            confirm=confirm,
+            actor=self.actor,
+            action=self.action,
+            target=self.target,
+            params=self.params,
+            idempotency_key=self.key,
+        )
+
+    def client(self) -> stripe.StripeClient:
+        try:
+            return _client(self.ctx, self.shop)
+        except OpskitError as exc:  # StripeNotConfigured
+            self.record("error", error=exc)
+            raise
+
+    def store_details(
+        self,
+        account_id: int,
+        changes: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None],
+        stripe_id: str,
+    ) -> None:
+        """Write ``changes`` into the account's details with its audit row, or PartialWrite."""
+        db = self.ctx.db
+        target = f"account:{account_id}"
+        params = {"changes": dict(changes), "expect": dict(expect), "stripe_id": stripe_id}
+        try:
+            with db.engine.begin() as conn:
+                writeback.write_details(
+                    db, conn, account_id, changes, expect=expect, shop_id=self.shop.id
+                )
+                audit.append(
+                    db, actor=self.actor, shop_id=self.shop.id, action="account.set_details",
+                    target=target, params=params, outcome="ok", result=stripe_id, conn=conn,
+                )  # fmt: skip
+        except (SQLAlchemyError, OpskitError) as exc:
+            reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)
+            audit_id = None
+            try:
+                audit_id = audit.append(
+                    db, actor=self.actor, shop_id=self.shop.id, action="account.set_details",
+                    target=target, params=params, outcome="error", result=stripe_id,
+                    error=reason,
+                )  # fmt: skip
+            except SQLAlchemyError:
+                log.error("could not audit the failed details write of %s", target)
+            where = f" (audit_id {audit_id})" if audit_id is not None else ""
+            raise PartialWrite(
+                f"{self.action} succeeded in shop {self.shop.id}'s Stripe account ({stripe_id}) "
+                f"but storing it in account {account_id}'s details failed{where}: {reason}"
+            ) from exc
+
+
+def _replacing_write(
+    ctx: Context,
+    action: str,
+    shop: Any,
+    account_id: int,
+    params: dict[str, Any],
+    *,
+    replaces: str | None,
+    nonce: str | None,
+    actor: str,
+) -> tuple[str, dict[str, Any], _Write]:
+    """(call fingerprint, audited params, write) for a create that may replace a link.
+
+    The call's fingerprint ignores what it replaces; the idempotency key does not, so
+    a new object for a dangling link never replays the old (deleted or ended) one.
+    """
+    target = f"account:{account_id}"
+    call = derive_key(action, shop.id, target, params, nonce)
+    key_params = {**params, "replaces": replaces}
+    key = derive_key(action, shop.id, target, key_params, nonce)
+    write = _Write(
+        ctx, actor=actor, shop=shop, action=action, target=target,
+        params=key_params, idempotency_key=key,
+    )  # fmt: skip
+    return call, key_params, write
+
+
+def _db_error(exc: SQLAlchemyError) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _call(write: _Write, fn: Any) -> tuple[dict[str, Any], str | None]:
+    """Run one Stripe request: ``(object as a plain dict, request id)``.
+
+    A failure is audited (with Stripe's request id) and re-raised.
+    """
+    try:
+        obj = fn()
+        return obj.to_dict(), _request_id(obj)
+    except (stripe.StripeError, OpskitError) as exc:
+        result = None
+        if isinstance(exc, stripe.StripeError) and isinstance(exc.json_body, dict):
+            err = exc.json_body.get("error") or {}
+            pi = err.get("payment_intent") if isinstance(err, dict) else None
+            result = pi.get("id") if isinstance(pi, dict) else None
+        write.record("error", error=exc, result=result)
+        raise
+
+
+# Stepped keys tried when a replayed answer no longer holds; past that, something is wrong.
+_MAX_REDO = 5
+
+
+def _send(
+    write: _Write,
+    send: Callable[[str], Any],
+    holds: Callable[[dict[str, Any]], bool],
+) -> tuple[dict[str, Any], str | None]:
+    """:func:`_call` with ``send(key)``, guarding against a stale replay.
+
+    Stripe replays the first answer to a key for 24 hours, even when what it did was
+    undone since (the customer deleted, the cancellation reverted): the same call
+    made again would report success and change nothing. A replayed answer is kept
+    only when ``holds(answer)`` says it is still true in Stripe; otherwise the write
+    is sent again under a stepped key (``key:redo1``, ...), deterministic, so a
+    retried cell still replays rather than writes twice.
+    """
+    base = write.key or ""
+    for n in range(_MAX_REDO + 1):
+        key = base if n == 0 else step_key(base, f"redo{n}")
+        write.key = key
+        replayed: list[bool] = []
+
+        def fn(key: str = key, replayed: list[bool] = replayed) -> Any:
+            obj = send(key)
+            replayed.append(_replayed(obj))
+            return obj
+
+        obj, request_id = _call(write, fn)
+        if not any(replayed) or holds(obj):
+            return obj, request_id
+        log.info("%s on %s: replay no longer holds; sending again", write.action, write.target)
+    exc = InputError(
+        f"{write.action} on {write.target}: Stripe keeps replaying answers that no longer "
+        "hold; nothing new was written",
+        guidance="Call again with a nonce='...' of your choice to make it a new request.",
+    )
+    write.record("error", error=exc.message)
+    raise exc
+
+
+def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
+    """A read before a write: the object as a dict, or None when Stripe says 404.
+
+    A 404 here is an answer, not a failure (a dangling link), so it is not
+    audited; any other failure is audited as the write's error and re-raised.
+    """
+    try:
+        return fn().to_dict()  # type: ignore[no-any-return]
+    except stripe.InvalidRequestError as exc:
+        if _is_missing(exc):
+            return None
+        write.record("error", error=exc)
+        raise
+    except (stripe.StripeError, OpskitError) as exc:
+        write.record("error", error=exc)
+        raise
+
+
+# -- customers --------------------------------------------------------------------------------
+
+
+def create_customer(
+    ctx: Context,
+    account_id: int,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    actor: str = "opskit",
+    confirm: bool = False,
+    nonce: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Create the account's customer in its shop's Stripe account and link it in details.
+
+    ``email``/``name`` default to the account's. Refused when the account
+    already links a customer that exists (not deleted) in the shop's Stripe
+    account, unless ``force=True`` (the link is then replaced); repeating the
+    very call that created the linked customer returns it unchanged.
+    """
+    account, details = _load_account(ctx, account_id)
+    shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
+    existing = details.get("stripe_customer_id")
+    existing = str(existing) if existing else None
+    aid = int(account.id)  # type: ignore[arg-type]
+    params: dict[str, Any] = {
+        "email": email if email is not None else account.email,
+        "name": name if name is not None else account.name,
+    }
+    call, key_params, write = _replacing_write(
+        ctx, "customer.create", shop, aid, params, replaces=existing, nonce=nonce, actor=actor
+    )
+    write.guard(confirm)
+    client = write.client()
+    if existing:
+        current = _retrieve(write, lambda: client.v1.customers.retrieve(existing))
+        if current is not None and not current.get("deleted"):
+            if _made_by(current) == call:
+                write.record("ok", result=existing, params={**key_params, "already_done": True})
+                return current
+            if not force:
+                exc2 = InputError(
+                    f"account {aid} already links customer {existing}, which exists in shop "
+                    f"{shop.id}'s Stripe account; nothing created",
+                    guidance="Pass force=True to create a new customer and replace the link.",
+                )
+                write.record("refused", error=exc2.message)
+                raise exc2
+    metadata = {"opskit_account_id": str(aid), "opskit_call": call}
+    body = {k: v for k, v in params.items() if v is not None} | {"metadata": metadata}
+    customer, request_id = _send(
+        write,
+        lambda k: client.v1.customers.create(params=body, options={"idempotency_key": k}),  # type: ignore[arg-type]
+        lambda c: _alive(_retrieve(write, lambda: client.v1.customers.retrieve(c["id"]))),
+    )
+    write.record("ok", result=customer["id"], request_id=request_id)
+    write.store_details(
+        aid,
+        {"stripe_customer_id": customer["id"]},
+        expect={"stripe_customer_id": existing},
+        stripe_id=customer["id"],
+    )
+    return customer
+
+
+# -- payment intents --------------------------------------------------------------------------
+
+
+def create_payment_intent(
+    ctx: Context,
+    account_id: int,
+    amount: int,
+    currency: str,
+    *,
+    description: str | None = None,
+    payment_method: str | None = None,
+    confirm_payment: bool = False,
+    actor: str = "opskit",
+    confirm: bool = False,
+    idempotency_key: str | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """A PaymentIntent for the account's customer; ``amount`` in integer minor units.
+
+    ``confirm_payment=True`` confirms it in the same request (with
+    ``payment_method``). ``confirm`` is the live-mode confirmation. The same
+    arguments give the same idempotency key: a second call returns the first
+    intent. Two intended equal payments need distinct ``nonce`` values (or
+    explicit ``idempotency_key`` values).
+    """
+    value, cur = validate_amount(amount, currency)
+    account, details = _load_account(ctx, account_id)
+    customer = _customer_id(account, details, f"take a payment of {format_money(value, cur)}")
+    shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
+    aid = int(account.id)  # type: ignore[arg-type]
+    params: dict[str, Any] = {
+        "amount": value,
+        "currency": cur,
+        "customer": customer,
+        "description": description,
+        "payment_method": payment_method,
+        "confirm": True if confirm_payment else None,
+    }
+    key = idempotency_key or derive_key(
+        "payment_intent.create", shop.id, f"account:{aid}", params, nonce
+    )
+    write = _Write(
+        ctx, actor=actor, shop=shop, action="payment_intent.create", target=f"account:{aid}",
+        params=params, idempotency_key=key,
+    )  # fmt: skip
+    write.guard(confirm)
+    client = write.client()
+    body = {k: v for k, v in params.items() if v is not None}
+    body["metadata"] = {"opskit_account_id": str(aid)}
+    intent, request_id = _call(
+        write,
+        lambda: client.v1.payment_intents.create(params=body, options={"idempotency_key": key}),  # type: ignore[arg-type]
+    )
+    write.record("ok", result=intent["id"], request_id=request_id)
+    return intent
+
+
+# -- subscriptions ----------------------------------------------------------------------------
+
+
+def create_subscription(
+    ctx: Context,
+    account_id: int,
+    price_id: str,
+    *,
+    actor: str = "opskit",
+    confirm: bool = False,
+    nonce: str | None = None,
+    trial_period_days: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Subscribe the account's customer to ``price_id``; record it in details.
+
+    Details get ``stripe_subscription_id``, ``subscription_status`` and
+    ``stripe_price_id``. Refused when the account records a subscription that
+    is not ended in Stripe (a double-billing risk), unless ``force=True``;
+    repeating the very call that created it returns it unchanged.
+    """
+    if not isinstance(price_id, str) or not price_id.strip():
+        raise InputError(f"price id {price_id!r} is not a Stripe price id")
+    if trial_period_days is not None and (
+        isinstance(trial_period_days, bool)
+        or not isinstance(trial_period_days, int)
+        or trial_period_days < 1
+    ):
+        raise InputError(f"trial_period_days {trial_period_days!r} is not a positive integer")
+    account, details = _load_account(ctx, account_id)
+    customer = _customer_id(account, details, "create a subscription")
+    shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
+    aid = int(account.id)  # type: ignore[arg-type]
+    recorded = details.get("stripe_subscription_id")
+    recorded = str(recorded) if recorded else None
+    params: dict[str, Any] = {
+        "customer": customer,
+        "price": price_id.strip(),
+        "trial_period_days": trial_period_days,
+    }
+    call, key_params, write = _replacing_write(
+        ctx, "subscription.create", shop, aid, params, replaces=recorded, nonce=nonce, actor=actor
+    )
+    write.guard(confirm)
+    client = write.client()
+    if recorded:
+        current = _retrieve(write, lambda: client.v1.subscriptions.retrieve(recorded))
+        if current is not None and current.get("status") not in _ENDED:
+            if _made_by(current) == call:
+                write.record("ok", result=recorded, params={**key_params, "already_done": True})
+                return current
+            if not force:
+                exc2 = InputError(
+                    f"account {aid} records subscription {recorded}, which is "
+                    f"{current.get('status')} in shop {shop.id}'s Stripe account; a second "
+                    "subscription would bill the customer twice; nothing created",
+                    guidance="Cancel it first (ops.cancel_subscription), or pass force=True.",
+                )
+                write.record("refused", error=exc2.message)
+                raise exc2
+    body: dict[str, Any] = {
+        "customer": customer,
+        "items": [{"price": params["price"]}],
+        "metadata": {"opskit_account_id": str(aid), "opskit_call": call},
+    }
+    if trial_period_days is not None:
+        body["trial_period_days"] = trial_period_days
+    sub, request_id = _send(
+        write,
+        lambda k: client.v1.subscriptions.create(params=body, options={"idempotency_key": k}),  # type: ignore[arg-type]
+        lambda x: _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(x["id"]))),
+    )
+    write.record("ok", result=sub["id"], request_id=request_id)
+    write.store_details(
+        aid,
+        {
+            "stripe_subscription_id": sub["id"],
+            "subscription_status": str(sub.get("status")),
+            "stripe_price_id": _price_of(sub) or params["price"],
+        },
+        expect={"stripe_subscription_id": recorded, "stripe_customer_id": customer},
+        stripe_id=sub["id"],
+    )
+    return sub
+
+
+def _alive(obj: Mapping[str, Any] | None) -> bool:
+    return obj is not None and not obj.get("deleted")
+
+
+def _not_ended(sub: Mapping[str, Any] | None) -> bool:
+    return sub is not None and sub.get("status") not in _ENDED
+
+
+def _price_of(sub: Mapping[str, Any]) -> str | None:
+    try:
+        item = sub["items"]["data"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    price = item.get("price") or item.get("plan")
+    pid = price.get("id") if price is not None else None
+    return str(pid) if pid else None
+
+
+def cancel_subscription(
+    ctx: Context,
+    subscription_id: str,
+    *,
+    shop_id: int,
+    at_period_end: bool = True,
+    actor: str = "opskit",
+    confirm: bool = False,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """Cancel a subscription in ``shop_id``'s Stripe account, at period end or now.
+
+    A subscription of another shop is 404 in this shop's account:
+    :class:`UnknownSubscription`. Cancelling what is already canceled (or
+    already set to cancel at period end) changes nothing and returns it. The
+    account of the shop recording the subscription, if any, gets the new
+    ``subscription_status``.
+    """
+    if not isinstance(subscription_id, str) or not subscription_id.strip():
+        raise InputError(f"subscription id {subscription_id!r} is not a Stripe subscription id")
+    sid = subscription_id.strip()
+    shop = ctx.db.shop(shop_id)
+    params = {"at_period_end": bool(at_period_end)}
+    key = derive_key("subscription.cancel", shop.id, f"subscription:{sid}", params, nonce)
+    write = _Write(
+        ctx, actor=actor, shop=shop, action="subscription.cancel", target=f"subscription:{sid}",
+        params=params, idempotency_key=key,
+    )  # fmt: skip
+    write.guard(confirm)
+    client = write.client()
+    try:
+        current = client.v1.subscriptions.retrieve(sid).to_dict()
+    except stripe.InvalidRequestError as exc:
+        if not _is_missing(exc):
+            write.record("error", error=exc)
+            raise
+        missing = UnknownSubscription(
+            f"subscription {sid} is not in shop {shop.id}'s Stripe account "
+            f"(404 [request {exc.request_id}]); nothing canceled"
+        )
+        write.record("error", error=missing.message, request_id=exc.request_id)
+        raise missing from None
+    except (stripe.StripeError, OpskitError) as exc:
+        write.record("error", error=exc)
+        raise
+    status = current.get("status")
+    if status in _ENDED or (at_period_end and current.get("cancel_at_period_end")):
+        write.record("ok", result=sid, params={**params, "already_done": True})
+        sub = current
+    elif at_period_end:
+        sub, request_id = _send(
+            write,
+            lambda k: client.v1.subscriptions.update(
+                sid, params={"cancel_at_period_end": True}, options={"idempotency_key": k}
+            ),
+            lambda _: bool(
+                (_retrieve(write, lambda: client.v1.subscriptions.retrieve(sid)) or {}).get(
+                    "cancel_at_period_end"
+                )
+            ),
+        )
+        write.record("ok", result=sid, request_id=request_id)
+    else:
+        sub, request_id = _send(
+            write,
+            lambda k: client.v1.subscriptions.cancel(sid, options={"idempotency_key": k}),
+            lambda _: (
+                not _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(sid)))
+            ),
+        )
+        write.record("ok", result=sid, request_id=request_id)
+    _record_status(ctx, write, sid, str(sub.get("status")))
+    return sub
+
+
+def _record_status(ctx: Context, write: _Write, sid: str, status: str) -> None:
+    """Set subscription_status on the one account of the shop recording ``sid``."""
+    try:
+        accounts = ctx.db.load_accounts([write.shop.id])  # type: ignore[list-item]
+    except (OpskitError, SQLAlchemyError) as exc:  # Stripe already changed: say so, audited
+        reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)
+        write.record("error", result=sid, error=f"could not read accounts: {reason}")
+        raise PartialWrite(
+            f"{write.action} succeeded in shop {write.shop.id}'s Stripe account ({sid}) "
+            f"but reading the local accounts to record it failed: {reason}"
+        ) from exc
+    mine = accounts[accounts["stripe_subscription_id"].eq(sid).fillna(False).astype(bool)]
+    if len(mine) != 1:
+        return  # no account (or several: a human decides) records it
+    row = mine.iloc[0]
+    old = row["subscription_status"]
+    old = None if pd.isna(old) else str(old)
+    if old == status:
+        return
+    write.store_details(
+        int(row["account_id"]),
+        {"subscription_status": status},
+        expect={"subscription_status": old, "stripe_subscription_id": sid},
+        stripe_id=sid,
+    )

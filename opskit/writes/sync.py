@@ -1,0 +1,369 @@
+"""Pulling Stripe's state into local account details: a plan first, then an audited apply.
+
+:func:`build_plan` is pure: report frames in, a :data:`frames.SYNC_PLAN` frame
+out, nothing read or written. It proposes only changes whose target is certain:
+
+* subscription ``status_drift``: ``subscription_status`` := Stripe's status;
+* subscription ``price_mismatch`` (or ``status_drift`` with a price
+  difference, when the account records a price): ``stripe_price_id`` :=
+  Stripe's price;
+* subscription ``orphan_in_stripe``: ``stripe_subscription_id`` (plus its
+  status and price) := Stripe's, when exactly one account of the shop links
+  the customer and that account records no subscription yet;
+* customer ``orphan_in_stripe``: ``stripe_customer_id`` := the customer's id,
+  when exactly one unlinked account of the shop has that email (case- and
+  space-insensitive) and no other orphan customer claims that account;
+* customer ``deleted_in_stripe``: ``stripe_customer_id`` removed
+  (``new_value`` <NA>).
+
+Everything else (``shop_error``, ``shop_not_configured``, ``duplicate_link``,
+``wrong_shop``, ``multiple_active``, ``missing_in_stripe``, mismatched names or
+emails) needs a human and gets no row. Accounts whose details are unreadable
+get no row either (apply would refuse them); NULL details count as ``{}``.
+When two findings propose different values for one account's key, neither is
+proposed.
+
+:func:`apply_plan` writes a plan (or any filtered part of it) in one
+transaction per shop; see its docstring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
+
+from opskit.backend import audit, writeback
+from opskit.backend.db import DETAIL_KEYS
+from opskit.common.context import Context
+from opskit.common.exceptions import InputError, OpskitError, StaleWrite, UnknownAccount
+from opskit.common.keys import redact
+from opskit.core import frames
+
+__all__ = ["ACTION", "apply_plan", "build_plan"]
+
+log = logging.getLogger(__name__)
+
+ACTION = "sync.set_detail"
+_REQUIRED = ("shop_id", "account_id", "key", "old_value", "new_value")
+
+
+# -- planning (pure) -----------------------------------------------------------------------
+
+
+def _na(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _s(value: Any) -> str | None:
+    return None if _na(value) else str(value)
+
+
+def _norm_email(value: Any) -> str | None:
+    text = _s(value)
+    return text.strip().casefold() or None if text is not None else None
+
+
+def build_plan(
+    customer_report: pd.DataFrame,
+    subscription_report: pd.DataFrame,
+    accounts: pd.DataFrame,
+) -> pd.DataFrame:
+    """Proposed details changes (frames.SYNC_PLAN), sorted by shop, account and key.
+
+    ``old_value`` is the account's current details value in ``accounts`` (the
+    frame :meth:`opskit.Ops.accounts` returns), so :func:`apply_plan` can
+    refuse rows that changed since.
+    """
+    # NULL details are an empty object to apply (writeback), so they are plannable too.
+    ok = accounts["details_error"].isna() | accounts["details"].isna() if len(accounts) else None
+    readable = accounts[ok] if ok is not None else accounts
+    by_id: dict[int, dict[Any, Any]] = {
+        int(r["account_id"]): r for r in readable.to_dict("records") if not _na(r["account_id"])
+    }
+    proposals: list[dict[str, Any]] = []
+
+    def propose(account_id: Any, key: str, new: str | None, reason: str, status: str) -> None:
+        if _na(account_id) or int(account_id) not in by_id:
+            return
+        acc = by_id[int(account_id)]
+        old = _s(acc.get(key))
+        if old == new:
+            return
+        proposals.append(
+            {
+                "shop_id": acc["shop_id"],
+                "account_id": int(account_id),
+                "key": key,
+                "old_value": old,
+                "new_value": new,
+                "reason": reason,
+                "source_status": status,
+            }
+        )
+
+    _plan_customers(customer_report, by_id, propose)
+    _plan_subscriptions(subscription_report, by_id, propose)
+    return _resolve(proposals)
+
+
+def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], propose: Any) -> None:
+    if not len(report):
+        return
+    status = report["status"].astype("string")
+    for r in report[status == "deleted_in_stripe"].to_dict("records"):
+        cid = _s(r["stripe_customer_id"])
+        propose(
+            r["account_id"],
+            "stripe_customer_id",
+            None,
+            f"customer {cid} is deleted in the shop's Stripe account: remove the link",
+            "deleted_in_stripe",
+        )
+    # Unlinked accounts by (shop, email): the only candidates for a certain link.
+    unlinked: dict[tuple[int, str], list[int]] = {}
+    for aid, acc in by_id.items():
+        email = _norm_email(acc.get("email"))
+        if email and _na(acc.get("stripe_customer_id")) and not _na(acc.get("shop_id")):
+            unlinked.setdefault((int(acc["shop_id"]), email), []).append(aid)
+    claims: dict[int, list[tuple[str, str | None]]] = {}
+    for r in report[status == "orphan_in_stripe"].to_dict("records"):
+        cid, email = _s(r["stripe_customer_id"]), _norm_email(r["stripe_email"])
+        if cid is None or email is None or _na(r["shop_id"]):
+            continue
+        candidates = unlinked.get((int(r["shop_id"]), email), [])
+        if len(candidates) == 1:
+            claims.setdefault(candidates[0], []).append((cid, _s(r["stripe_email"])))
+    for aid, found in claims.items():
+        if len(found) != 1:  # two Stripe customers share the email: not certain
+            continue
+        cid, email = found[0]
+        propose(
+            aid,
+            "stripe_customer_id",
+            cid,
+            f"Stripe customer {cid} is linked by no account; this is the shop's only "
+            f"unlinked account with email {email}",
+            "orphan_in_stripe",
+        )
+
+
+def _plan_subscriptions(
+    report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], propose: Any
+) -> None:
+    if not len(report):
+        return
+    status = report["status"].astype("string")
+    for r in report[status == "status_drift"].to_dict("records"):
+        new = _s(r["stripe_status"])
+        if new is not None:
+            propose(
+                r["account_id"],
+                "subscription_status",
+                new,
+                f"subscription {_s(r['stripe_subscription_id'])} is {new} in Stripe",
+                "status_drift",
+            )
+    # A status_drift row may also carry a price difference (reconcile names both in
+    # its detail); a price is only compared when the account records one.
+    priced = (status == "price_mismatch") | (
+        (status == "status_drift") & report["local_price_id"].notna()
+    )
+    for r in report[priced.fillna(False).astype(bool)].to_dict("records"):
+        new = _s(r["stripe_price_id"])
+        if new is not None and new != _s(r["local_price_id"]):
+            propose(
+                r["account_id"],
+                "stripe_price_id",
+                new,
+                f"subscription {_s(r['stripe_subscription_id'])} is on price {new} in Stripe",
+                str(r["status"]),
+            )
+    # Accounts by (shop, customer id).
+    by_customer: dict[tuple[int, str], list[int]] = {}
+    for aid, acc in by_id.items():
+        cid = _s(acc.get("stripe_customer_id"))
+        if cid and not _na(acc.get("shop_id")):
+            by_customer.setdefault((int(acc["shop_id"]), cid), []).append(aid)
+    orphans: dict[int, list[dict[Any, Any]]] = {}
+    for r in report[status == "orphan_in_stripe"].to_dict("records"):
+        cid, sid = _s(r["stripe_customer_id"]), _s(r["stripe_subscription_id"])
+        if cid is None or sid is None or _na(r["shop_id"]):
+            continue
+        owners = by_customer.get((int(r["shop_id"]), cid), [])
+        if len(owners) == 1:
+            orphans.setdefault(owners[0], []).append(r)
+    for aid, subs in orphans.items():
+        if len(subs) != 1 or not _na(by_id[aid].get("stripe_subscription_id")):
+            continue  # several subscriptions, or one is recorded already: a human decides
+        r = subs[0]
+        sid = _s(r["stripe_subscription_id"])
+        cid = _s(r["stripe_customer_id"])
+        why = f"subscription {sid} of customer {cid} is recorded by no account"
+        propose(aid, "stripe_subscription_id", sid, why, "orphan_in_stripe")
+        if _s(r["stripe_status"]) is not None:
+            propose(aid, "subscription_status", _s(r["stripe_status"]), why, "orphan_in_stripe")
+        if _s(r["stripe_price_id"]) is not None:
+            propose(aid, "stripe_price_id", _s(r["stripe_price_id"]), why, "orphan_in_stripe")
+
+
+def _resolve(proposals: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (account, key); conflicting proposals cancel each other."""
+    chosen: dict[tuple[int, str], dict[str, Any]] = {}
+    conflicted: set[tuple[int, str]] = set()
+    for p in proposals:
+        k = (p["account_id"], p["key"])
+        if k in chosen and chosen[k]["new_value"] != p["new_value"]:
+            conflicted.add(k)
+        chosen.setdefault(k, p)
+    rows = [p for k, p in chosen.items() if k not in conflicted]
+    if not rows:
+        return frames.empty(frames.SYNC_PLAN)
+    df = frames.conform(pd.DataFrame(rows), frames.SYNC_PLAN)
+    return df.sort_values(["shop_id", "account_id", "key"], ignore_index=True)
+
+
+# -- applying --------------------------------------------------------------------------------
+
+
+def _validate(plan: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(plan, pd.DataFrame):
+        raise InputError(f"a sync plan is a DataFrame, not {type(plan).__name__}")
+    missing = [c for c in _REQUIRED if c not in plan.columns]
+    if missing:
+        raise InputError(
+            f"the plan has no column {', '.join(map(repr, missing))}",
+            guidance="Pass the frame ops.sync_plan() returned, or rows filtered from it.",
+        )
+    try:
+        df = frames.conform(plan, frames.SYNC_PLAN)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"the plan's columns do not fit the sync plan's dtypes: {exc}") from None
+    for col in ("shop_id", "account_id", "key"):
+        if df[col].isna().any():
+            raise InputError(f"the plan has rows without {col}")
+    unknown = sorted(set(df["key"]) - set(DETAIL_KEYS))
+    if unknown:
+        raise InputError(
+            f"the plan changes details key(s) {', '.join(map(repr, unknown))}; "
+            f"opskit syncs only {', '.join(DETAIL_KEYS)}"
+        )
+    dup = df.duplicated(["account_id", "key"], keep=False)
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise InputError(
+            f"the plan changes account {first['account_id']} key {first['key']!r} more than once"
+        )
+    return df
+
+
+def apply_plan(ctx: Context, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
+    """Write a plan: one transaction per shop, audited; returns frames.SYNC_RESULT.
+
+    Per row, in plan order within its shop, the account's details are read
+    again (locked on PostgreSQL) and the row's ``old_value`` compared with
+    the current value:
+
+    * equal: the change is merged into details and an audit row
+      (``sync.set_detail``, outcome ok) joins the same transaction -> ``applied``;
+    * different: nothing written, audited as refused -> ``stale``; the shop's
+      other rows still apply;
+    * unknown account, account now in another shop, details not a JSON
+      object -> ``error`` (audited), nothing written for that row.
+
+    A database error rolls the shop's whole transaction back: all its rows
+    become ``error`` (and are audited as such afterwards); other shops are
+    unaffected. An empty plan returns an empty result.
+    """
+    if not isinstance(actor, str) or not actor.strip():
+        raise InputError(
+            f"actor {actor!r} is not a name",
+            guidance="Pass actor='your.name' so the audit log says who wrote.",
+        )
+    df = _validate(plan)
+    if df.empty:
+        return frames.empty(frames.SYNC_RESULT)
+    out = df.copy()
+    out["outcome"] = pd.array([None] * len(df), dtype="string")
+    out["audit_id"] = pd.array([None] * len(df), dtype="Int64")
+    out["detail"] = pd.array([None] * len(df), dtype="string")
+    audit.ensure_table(ctx.db)  # outside the shop transactions: DDL never rolls back with them
+    for shop_id, rows in df.groupby("shop_id", sort=True):
+        for idx, outcome, audit_id, detail in _apply_shop(ctx, _int(shop_id), rows, actor):
+            out.loc[idx, ["outcome", "audit_id", "detail"]] = [outcome, audit_id, detail]
+    return frames.conform(out, frames.SYNC_RESULT)
+
+
+def _params(row: Any) -> dict[str, Any]:
+    return {"key": row.key, "old": _s(row.old_value), "new": _s(row.new_value)}
+
+
+def _apply_shop(
+    ctx: Context, shop_id: int, rows: pd.DataFrame, actor: str
+) -> list[tuple[Hashable, str, int | None, str | None]]:
+    db = ctx.db
+    results: list[tuple[Hashable, str, int | None, str | None]] = []
+    try:
+        with db.engine.begin() as conn:
+            for row in rows.itertuples():
+                target = f"account:{_int(row.account_id)}"
+                try:
+                    wrote = writeback.write_details(
+                        db,
+                        conn,
+                        _int(row.account_id),
+                        {str(row.key): _s(row.new_value)},
+                        expect={str(row.key): _s(row.old_value)},
+                        shop_id=shop_id,
+                    )
+                except StaleWrite as exc:
+                    aid = audit.append(
+                        db, actor=actor, shop_id=shop_id, action=ACTION, target=target,
+                        params=_params(row), outcome="refused", error=f"stale: {exc.message}",
+                        conn=conn,
+                    )  # fmt: skip
+                    results.append((row.Index, "stale", aid, exc.message))
+                    continue
+                except (UnknownAccount, writeback.DetailsUnreadable, InputError) as exc:
+                    aid = audit.append(
+                        db, actor=actor, shop_id=shop_id, action=ACTION, target=target,
+                        params=_params(row), outcome="error", error=exc.message, conn=conn,
+                    )  # fmt: skip
+                    results.append((row.Index, "error", aid, exc.message))
+                    continue
+                aid = audit.append(
+                    db, actor=actor, shop_id=wrote.shop_id, action=ACTION, target=target,
+                    params=_params(row), outcome="ok", conn=conn,
+                )  # fmt: skip
+                results.append((row.Index, "applied", aid, None))
+    except (SQLAlchemyError, OpskitError) as exc:
+        reason = _first_line(exc)
+        detail = f"shop {shop_id}: transaction rolled back, nothing written: {reason}"
+        log.warning("sync for shop %s rolled back: %s", shop_id, reason)
+        results = []
+        for row in rows.itertuples():
+            failed_id: int | None
+            try:
+                failed_id = audit.append(
+                    db, actor=actor, shop_id=shop_id, action=ACTION,
+                    target=f"account:{_int(row.account_id)}", params=_params(row),
+                    outcome="error", error=detail,
+                )  # fmt: skip
+            except SQLAlchemyError:  # the database is gone: the result frame still says why
+                failed_id = None
+            results.append((row.Index, "error", failed_id, detail))
+    return results
+
+
+def _int(value: Any) -> int:
+    return int(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OpskitError):
+        return exc.message
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {text[0] if text else ''}")
