@@ -2,7 +2,9 @@
 
 Holds: ``frames`` (every frame's columns and dtypes, declared once), ``reconcile``
 (local accounts against Stripe objects: frames in, frames out), ``money``
-(minor units and currencies).
+(minor units and currencies), ``subscription_status`` (what each Stripe
+subscription status means: live, billing, when it ends; shared by every
+subscription report and write guard).
 May import: ``opskit.common`` (no I/O in it is used here), pandas and numpy.
 Never a database or HTTP package, the Stripe side, the database side or a face.
 """
