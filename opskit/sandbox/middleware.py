@@ -25,6 +25,7 @@ from opskit.sandbox.patches import swap_lock
 from opskit.sandbox.stores import IdempotentResult, IndexedStore
 
 CONTROL_PREFIX = "/_sandbox/"
+REQUEST_ID = web.RequestKey("request_id", str)  # events name the request that caused them
 
 
 def stripe_error(
@@ -81,6 +82,7 @@ class Pipeline:
         if request.path.startswith(CONTROL_PREFIX):
             return await handler(request)
         request_id = "req_" + secrets.token_hex(7)
+        request[REQUEST_ID] = request_id
         key = api_key_of(request)
         idem = request.headers.get("Idempotency-Key")
         status = 0

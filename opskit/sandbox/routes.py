@@ -645,7 +645,6 @@ def add_routes(app: web.Application) -> None:
         ("plan", "/v1/plans", {"active": "active", "product": "product"}),
         ("charge", "/v1/charges", {"customer": "customer", "payment_intent": "payment_intent"}),
         ("invoice", "/v1/invoices", {"customer": "customer", "subscription": "subscription"}),
-        ("event", "/v1/events", {"type": "type"}),
         ("refund", "/v1/refunds", {"charge": "charge", "payment_intent": "payment_intent"}),
     ):
         r.add_get(url, generic_list(kind, url, filters))

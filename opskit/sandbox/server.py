@@ -10,12 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from opskit.sandbox import patches
+from opskit.sandbox import events, patches
 from opskit.sandbox.control import RequestRecord, Settings
 from opskit.sandbox.middleware import CONTROL_PREFIX, Pipeline
 from opskit.sandbox.patches import as_async, ls_server
 from opskit.sandbox.routes import add_routes
 from opskit.sandbox.seed import seed_into
+from opskit.sandbox.webhooks import EventsControl, WebhookHub
 
 HOST = "127.0.0.1"
 _CONFIG_FIELDS = (
@@ -25,8 +26,11 @@ _CONFIG_FIELDS = (
 
 def build_app(pipeline: Pipeline, sandbox: Sandbox) -> web.Application:
     patches.apply()
-    app = web.Application(middlewares=[pipeline.middleware])
+    events.install()
+    events_mw = events.middleware_for(sandbox.hub.enqueue)
+    app = web.Application(middlewares=[pipeline.middleware, events_mw])
     _add_control_routes(app, sandbox)
+    events.add_routes(app)
     add_routes(app)  # ours first: aiohttp takes the first matching route
     for route in ls_server.app.router.routes():
         info = route.resource.canonical if route.resource is not None else None
@@ -70,7 +74,7 @@ def _add_control_routes(app: web.Application, sb: Sandbox) -> None:
     app.router.add_post(CONTROL_PREFIX + "reset", reset)
 
 
-class Sandbox:
+class Sandbox(EventsControl):
     """A local multi-tenant Stripe: one isolated store per API key.
 
     ``keys=None`` accepts any well-formed ``sk_test_``/``rk_test_`` key; a list
@@ -93,6 +97,7 @@ class Sandbox:
         self.port: int = 0
         self.settings = Settings(latency, rate_limit, rate_mode)
         self.pipeline = Pipeline(self.settings, keys)
+        self.hub = WebhookHub()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
