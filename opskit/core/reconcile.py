@@ -43,6 +43,8 @@ from opskit.core.frames import (
     conform,
     empty,
 )
+from opskit.core.normalize import email_keys
+from opskit.core.pairing import email_pairs
 
 __all__ = [
     "ACTIVE_SUBSCRIPTION_STATUSES",
@@ -61,7 +63,6 @@ ACTIVE_SUBSCRIPTION_STATUSES = ("active", "trialing")
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete")
 
 _KEYS = ["shop_id", "stripe_customer_id"]
-_STRING_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 _SUB_KEYS = ["shop_id", "stripe_subscription_id"]
 
 
@@ -69,11 +70,8 @@ _SUB_KEYS = ["shop_id", "stripe_subscription_id"]
 
 
 def normalize_email(s: pd.Series) -> pd.Series:
-    """Emails as compared: all whitespace removed, lower-cased, missing as ``""``."""
-    arr = pa.array(s.astype("string"), type=pa.large_string())
-    out = pc.utf8_lower(pc.replace_substring_regex(arr, r"\s+", ""))
-    values = out.to_pandas(types_mapper=_STRING_TYPES.get).array
-    return pd.Series(values, index=s.index).fillna("")
+    """Emails as compared: :func:`opskit.core.normalize.email_keys` (the one email rule)."""
+    return email_keys(s)
 
 
 def normalize_name(s: pd.Series) -> pd.Series:
@@ -380,7 +378,7 @@ def reconcile_customers(
     linked_somewhere = np.zeros(len(cus), dtype=bool)
     linked_somewhere[pos[found]] = True
     orphans = cus[~linked_somewhere & ~c_deleted]
-    pairs = _email_pairs(orphans, unlinked)
+    pairs = _orphan_pairs(orphans, unlinked, linked)
 
     pieces.append(_no_customer_id_rows(spec, unlinked, pairs))
     pieces.append(_orphan_rows(spec, orphans, pairs))
@@ -417,26 +415,26 @@ def _account_cols(rows: pd.DataFrame, stripe: bool = True) -> dict[str, object]:
     return cols
 
 
-def _email_pairs(orphans: pd.DataFrame, unlinked: pd.DataFrame) -> pd.DataFrame:
-    """(orphan customer, unlinked account) pairs of one shop with the same non-empty email."""
-    o = pd.DataFrame(
-        {
-            "shop_id": orphans["shop_id"],
-            "stripe_customer_id": orphans["stripe_customer_id"],
-            "_email": normalize_email(orphans["stripe_email"]),
-        }
+def _orphan_pairs(
+    orphans: pd.DataFrame, unlinked: pd.DataFrame, linked: pd.DataFrame
+) -> pd.DataFrame:
+    """:func:`opskit.core.pairing.email_pairs` of the orphans with every account of their shop:
+    unlinked ones (link candidates) and linked ones (the orphan is a duplicate customer)."""
+    accounts = pd.concat(
+        [
+            unlinked[["shop_id", "account_id", "email", "stripe_customer_id"]],
+            linked[
+                ["shop_id", "account_id", "local_email", "stripe_customer_id", "stripe_email"]
+            ].rename(columns={"local_email": "email", "stripe_email": "linked_email"}),
+        ],
+        ignore_index=True,
     )
-    a = pd.DataFrame(
-        {
-            "shop_id": unlinked["shop_id"],
-            "account_id": unlinked["account_id"],
-            "_email": normalize_email(unlinked["email"]),
-        }
+    return email_pairs(
+        orphans[["shop_id", "stripe_customer_id", "stripe_email"]].rename(
+            columns={"stripe_email": "email"}
+        ),
+        accounts,
     )
-    o = o[_bool(o["_email"] != "")]
-    a = a[_bool(a["_email"] != "")]
-    pairs = _merge(o, a, on=["shop_id", "_email"], how="inner")
-    return pairs.sort_values(["shop_id", "stripe_customer_id", "account_id"], kind="stable")
 
 
 def _no_customer_id_rows(spec: Spec, unlinked: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -449,6 +447,7 @@ def _no_customer_id_rows(spec: Spec, unlinked: pd.DataFrame, pairs: pd.DataFrame
         redacted = err[has_err].map(redact, na_action="ignore").astype("string")
         detail[has_err] = "details could not be read: " + redacted
     # an orphan customer of the same shop with the same email is the likely link
+    pairs = pairs[_bool(pairs["kind"] == "link")]
     cand = _join_by(
         pairs.sort_values(["shop_id", "account_id", "stripe_customer_id"], kind="stable"),
         ["shop_id", "account_id"],
@@ -473,19 +472,40 @@ def _no_customer_id_rows(spec: Spec, unlinked: pd.DataFrame, pairs: pd.DataFrame
 
 
 def _orphan_rows(spec: Spec, orphans: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    cand = _join_by(pairs, _KEYS, "account_id", "_ids")
+    links = pairs[_bool(pairs["kind"] == "link")]
+    dups = pairs[_bool(pairs["kind"] == "duplicate")]
+    cand = _join_by(links, _KEYS, "account_id", "_ids")
+    dups = dups.assign(
+        _twin="customer "
+        + dups["linked_customer_id"].fillna("?")
+        + " (linked by account "
+        + dups["account_id"].astype("string")
+        + ")"
+    )
+    twins = _join_by(dups, _KEYS, "_twin", "_twins", sep="; ")
     rows = _merge(orphans, cand, on=_KEYS, how="left")
+    rows = _merge(rows, twins, on=_KEYS, how="left")
     n = len(rows)
     count = rows["_ids_n"].fillna(0).to_numpy(dtype=np.int64)
+    dup = rows["_twins_n"].fillna(0).to_numpy(dtype=np.int64) > 0
     action = _const(n, "review: no local account with this email")
     action[count == 1] = "link to account " + rows.loc[count == 1, "_ids"]
     action[count > 1] = "link to one of accounts " + rows.loc[count > 1, "_ids"]
+    action[dup] = (
+        "review: likely a duplicate of "
+        + rows.loc[dup, "_twins"]
+        + "; keep one customer per person"
+    )
+    detail = _const(n, "no account of this shop links this customer")
+    detail[dup] = (
+        "no account of this shop links this customer; same email as " + rows.loc[dup, "_twins"]
+    )
     cols: dict[str, object] = {
         "shop_id": rows["shop_id"],
         "stripe_customer_id": rows["stripe_customer_id"],
         "stripe_email": rows["stripe_email"],
         "stripe_name": rows["stripe_name"],
-        "detail": "no account of this shop links this customer",
+        "detail": detail,
         "suggested_action": action,
     }
     return _piece(spec, "orphan_in_stripe", cols, n)

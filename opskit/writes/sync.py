@@ -11,8 +11,10 @@ out, nothing read or written. It proposes only changes whose target is certain:
   status and price) := Stripe's, when exactly one account of the shop links
   the customer and that account records no subscription yet;
 * customer ``orphan_in_stripe``: ``stripe_customer_id`` := the customer's id,
-  when exactly one unlinked account of the shop has that email (case- and
-  space-insensitive) and no other orphan customer claims that account;
+  when exactly one unlinked account of the shop has that email (the one email
+  rule, :mod:`opskit.core.normalize`, paired by :mod:`opskit.core.pairing` as the
+  report does), no account links another customer with that email (then it is
+  likely a duplicate customer) and no other orphan customer claims that account;
 * customer ``deleted_in_stripe``: ``stripe_customer_id`` removed
   (``new_value`` <NA>).
 
@@ -42,6 +44,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import InputError, OpskitError, StaleWrite, UnknownAccount
 from opskit.common.keys import redact
 from opskit.core import frames
+from opskit.core.pairing import email_pairs
 
 __all__ = ["ACTION", "apply_plan", "build_plan"]
 
@@ -60,11 +63,6 @@ def _na(value: Any) -> bool:
 
 def _s(value: Any) -> str | None:
     return None if _na(value) else str(value)
-
-
-def _norm_email(value: Any) -> str | None:
-    text = _s(value)
-    return text.strip().casefold() or None if text is not None else None
 
 
 def build_plan(
@@ -123,30 +121,55 @@ def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], prop
             f"customer {cid} is deleted in the shop's Stripe account: remove the link",
             "deleted_in_stripe",
         )
-    # Unlinked accounts by (shop, email): the only candidates for a certain link.
-    unlinked: dict[tuple[int, str], list[int]] = {}
-    for aid, acc in by_id.items():
-        email = _norm_email(acc.get("email"))
-        if email and _na(acc.get("stripe_customer_id")) and not _na(acc.get("shop_id")):
-            unlinked.setdefault((int(acc["shop_id"]), email), []).append(aid)
-    claims: dict[int, list[tuple[str, str | None]]] = {}
-    for r in report[status == "orphan_in_stripe"].to_dict("records"):
-        cid, email = _s(r["stripe_customer_id"]), _norm_email(r["stripe_email"])
-        if cid is None or email is None or _na(r["shop_id"]):
-            continue
-        candidates = unlinked.get((int(r["shop_id"]), email), [])
-        if len(candidates) == 1:
-            claims.setdefault(candidates[0], []).append((cid, _s(r["stripe_email"])))
+    # Pair orphans with accounts by the one email rule (the report's own pairing): a link
+    # is certain when the orphan has exactly one unlinked candidate and no account
+    # links a customer with its email (else it is likely a duplicate customer).
+    orphans = report[status == "orphan_in_stripe"]
+    if not len(orphans) or not by_id:
+        return
+    accounts = pd.DataFrame.from_records(
+        [
+            {
+                "shop_id": _s(acc.get("shop_id")),
+                "account_id": aid,
+                "email": _s(acc.get("email")),
+                "stripe_customer_id": _s(acc.get("stripe_customer_id")),
+            }
+            for aid, acc in by_id.items()
+        ]
+    )
+    seen = report[report["account_id"].notna() & report["stripe_email"].notna()]
+    linked_email = {
+        int(a): e for a, e in zip(seen["account_id"], seen["stripe_email"], strict=True)
+    }
+    accounts["linked_email"] = [linked_email.get(a) for a in accounts["account_id"]]
+    pairs = email_pairs(
+        pd.DataFrame(
+            {
+                "shop_id": orphans["shop_id"].map(_s),
+                "stripe_customer_id": orphans["stripe_customer_id"],
+                "email": orphans["stripe_email"],
+            }
+        ),
+        accounts,
+    )
+    emails = dict(zip(orphans["stripe_customer_id"], orphans["stripe_email"], strict=True))
+    claims: dict[int, list[str]] = {}
+    for cid, group in pairs.groupby("stripe_customer_id", sort=True):
+        kinds = list(group["kind"])
+        if kinds.count("link") == 1 and "duplicate" not in kinds:
+            aid = int(group.loc[group["kind"] == "link", "account_id"].iloc[0])
+            claims.setdefault(aid, []).append(str(cid))
     for aid, found in claims.items():
         if len(found) != 1:  # two Stripe customers share the email: not certain
             continue
-        cid, email = found[0]
+        cid = found[0]
         propose(
             aid,
             "stripe_customer_id",
             cid,
             f"Stripe customer {cid} is linked by no account; this is the shop's only "
-            f"unlinked account with email {email}",
+            f"unlinked account with email {_s(emails.get(cid))}",
             "orphan_in_stripe",
         )
 
