@@ -9,6 +9,11 @@ its minor unit is the unit). Floats never represent money here.
 'JPY 500'
 >>> format_money(1230, "kwd")
 'KWD 1.230'
+>>> format_money(5000, "ugx")
+'UGX 50.00'
+
+Which currency has how many decimals, and which amounts Stripe accepts, comes
+from one table: :mod:`opskit.core.currencies`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import numbers
 from typing import Any
 
 from opskit.common.exceptions import InvalidAmount
+from opskit.core import currencies
 
 __all__ = [
     "ISO_CURRENCIES",
     "MAX_AMOUNT",
+    "PAYOUT_WHOLE_UNITS",
     "THREE_DECIMAL",
+    "WHOLE_UNITS",
     "ZERO_DECIMAL",
     "decimals",
     "format_money",
@@ -193,35 +201,15 @@ ISO_CURRENCIES: frozenset[str] = frozenset(
     ]
 )
 
-# Stripe's zero-decimal currencies: the amount is in the unit itself (500 = JPY 500).
-ZERO_DECIMAL: frozenset[str] = frozenset(
-    [
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "JPY",
-        "KMF",
-        "KRW",
-        "MGA",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    ]
-)
-
-# Three-decimal currencies: Stripe requires the last digit to be 0 (1230 = KWD 1.230).
-THREE_DECIMAL: frozenset[str] = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+# Stripe's currency classes, from the one table in opskit.core.currencies.
+ZERO_DECIMAL = currencies.ZERO_DECIMAL
+THREE_DECIMAL = currencies.THREE_DECIMAL
+WHOLE_UNITS = currencies.WHOLE_UNITS
+PAYOUT_WHOLE_UNITS = currencies.PAYOUT_WHOLE_UNITS
 
 # Stripe's largest amount for a charge: eight digits of minor units, except IDR (twelve:
 # IDR 9,999,999,999.99), where eight digits would stop at about 60 USD.
-MAX_AMOUNT = 99_999_999
-_MAX_BY_CURRENCY = {"IDR": 999_999_999_999}
+MAX_AMOUNT = currencies.MAX_AMOUNT
 
 
 def validate_currency(currency: Any) -> str:
@@ -235,23 +223,25 @@ def validate_currency(currency: Any) -> str:
 
 
 def decimals(currency: str) -> int:
-    """Digits after the decimal point in the currency's minor unit as Stripe counts them."""
-    code = validate_currency(currency)
-    if code in ZERO_DECIMAL:
-        return 0
-    if code in THREE_DECIMAL:
-        return 3
-    return 2
+    """Digits after the decimal point in the currency's minor unit as Stripe counts them.
+
+    From :func:`opskit.core.currencies.rule`: 0 for zero-decimal currencies, 3 for
+    three-decimal ones, 2 for the rest (ISK, UGX, HUF and TWD included).
+    """
+    return currencies.rule(validate_currency(currency)).decimals
 
 
-def validate_amount(amount: Any, currency: Any) -> tuple[int, str]:
+def validate_amount(amount: Any, currency: Any, *, purpose: str = "charge") -> tuple[int, str]:
     """``(amount, currency_lower)`` for Stripe, or :class:`InvalidAmount` before any request.
 
     Refused: floats (even ``19.0``), bools, Decimals, strings, zero, negatives,
-    amounts above :data:`MAX_AMOUNT` (twelve digits for IDR), and three-decimal
-    amounts not ending in 0.
+    amounts above :data:`MAX_AMOUNT` (twelve digits for IDR), and amounts off the
+    currency's step for ``purpose`` (``"charge"`` or ``"payout"``) in Stripe's
+    table (:mod:`opskit.core.currencies`): three-decimal amounts must end in 0,
+    ISK and UGX amounts be multiples of 100, HUF and TWD payouts multiples of 100.
     """
     code = validate_currency(currency)
+    the = currencies.rule(code)
     # bool is an int subclass, numpy integers are not: accept those, refuse the rest.
     if isinstance(amount, bool) or not isinstance(amount, numbers.Integral):
         hint = ""
@@ -264,16 +254,27 @@ def validate_amount(amount: Any, currency: Any) -> tuple[int, str]:
     value = int(amount)
     if value <= 0:
         raise InvalidAmount(f"amount {value} must be positive (minor units of {code})")
-    limit = _MAX_BY_CURRENCY.get(code, MAX_AMOUNT)
+    limit = the.max_amount
     if value > limit:
         raise InvalidAmount(
             f"amount {value} ({format_money(value, code)}) is above Stripe's maximum "
             f"of {limit} minor units"
         )
-    if code in THREE_DECIMAL and value % 10:
+    step = the.multiple(purpose)
+    if value % step:
+        lower, upper = value - value % step, value - value % step + step
+        options = " or ".join(f"{v} ({format_money(v, code)})" for v in (lower, upper) if v > 0)
+        why = {
+            "three-decimal": f"{code} amounts must end in 0: Stripe takes three-decimal "
+            "currencies in multiples of 10 minor units",
+            "two-decimal-whole": f"Stripe takes {code} in whole units only: its API keeps two "
+            "decimals, always 00, so amounts are multiples of 100",
+            "two-decimal-payout": f"Stripe pays {code} out in whole units only: payout "
+            "amounts are multiples of 100",
+        }[the.currency_class]
         raise InvalidAmount(
-            f"amount {value} in {code} must end in 0: Stripe charges three-decimal "
-            "currencies in multiples of 10 minor units"
+            f"amount {value} in {code} ({format_money(value, code)}) is refused: {why}",
+            guidance=f"Pass {options}.",
         )
     return value, code.lower()
 
@@ -293,7 +294,7 @@ def format_money(amount: Any, currency: str) -> str:
 
 
 def _minor_hint(amount: float, code: str) -> str:
-    places = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    places = currencies.rule(code).decimals
     if amount != amount or amount in (float("inf"), float("-inf")):
         return "an int"
     return f"{round(amount * 10**places)} for {amount} {code}"
