@@ -20,6 +20,7 @@ from aiohttp import web
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
+from opskit.sandbox import versions
 from opskit.sandbox.control import RequestRecord, Settings, mask, throttle, well_formed_test_key
 from opskit.sandbox.patches import swap_lock
 from opskit.sandbox.stores import IdempotentResult, IndexedStore
@@ -116,6 +117,25 @@ class Pipeline:
                 )
             return stripe_error(401, {"type": "invalid_request_error", "message": msg})
         assert key is not None
+        version = request.headers.get("Stripe-Version", "").strip()
+        if version and not versions.valid(version):
+            return stripe_error(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "message": f"Invalid Stripe API version: {version}",
+                    "param": "Stripe-Version",
+                },
+            )
+        token = versions.current.set(version or versions.PINNED)
+        try:
+            return await self._serve_as(request, handler, key, idem)
+        finally:
+            versions.current.reset(token)
+
+    async def _serve_as(
+        self, request: web.Request, handler: Any, key: str, idem: str | None
+    ) -> web.StreamResponse:
         settings = self.settings
         cfg = settings.effective(key)
         loop = asyncio.get_running_loop()

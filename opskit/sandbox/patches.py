@@ -190,3 +190,7 @@ def apply() -> None:
             return orig_status.fget(self)  # type: ignore[attr-defined]
 
         ls.PaymentIntent.status = property(pi_status)  # type: ignore[method-assign,assignment]
+
+        from opskit.sandbox import subscriptions
+
+        subscriptions.apply()

@@ -16,6 +16,7 @@ from aiohttp import web
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
+from opskit.sandbox import subscriptions
 from opskit.sandbox.patches import ls_server, price_dict
 from opskit.sandbox.stores import IndexedStore, ListQuery, iter_objects, run_list
 
@@ -214,7 +215,9 @@ async def customer_update(request: web.Request) -> web.StreamResponse:
 
 async def customer_delete(request: web.Request) -> web.StreamResponse:
     id_ = request.match_info["id"]
-    return json_response(ls.Customer._api_delete(id_)._export())
+    deleted = ls.Customer._api_delete(id_)._export()
+    subscriptions.cancel_customer_subscriptions(id_)  # Stripe cancels them at once
+    return json_response(deleted)
 
 
 async def customer_list(request: web.Request) -> web.StreamResponse:
@@ -235,7 +238,7 @@ def _metadata_eq(key: str, value: str) -> Callable[[Any], bool]:
 
 
 def _price_is(price_id: str) -> Callable[[Any], bool]:
-    return lambda o: o.items._list[0].plan.id == price_id
+    return lambda o: any(si.plan.id == price_id for si in o.items._list)
 
 
 def parse_search(text: str) -> Callable[[Any], bool]:
@@ -346,14 +349,34 @@ def create_price(data: dict[str, Any], price_id: str | None = None) -> Any:
     )
     if recurring is None:
         plan._one_time = True
-    plan.lookup_key = data.get("lookup_key")
+    plan.lookup_key = None
+    set_lookup_key(plan, data.get("lookup_key"), _to_bool(data.get("transfer_lookup_key")) is True)
     return plan
+
+
+def set_lookup_key(plan: Any, key: Any, transfer: bool) -> None:
+    """Stripe's lookup keys are unique per account; ``transfer_lookup_key`` moves one."""
+    if not key:
+        plan.lookup_key = None
+        return
+    for other in iter_objects(store(), "plan"):
+        if other is not plan and getattr(other, "lookup_key", None) == key:
+            if not transfer:
+                raise UserError(
+                    400,
+                    f"A price (`{other.id}`) already uses that lookup key.",
+                    {"param": "lookup_key"},
+                )
+            other.lookup_key = None
+    plan.lookup_key = str(key)
 
 
 async def price_create(request: web.Request) -> web.StreamResponse:
     data = await body(request)
     _expand(data)
-    return json_response(price_dict(create_price(data)))
+    with store().all_or_nothing():  # a refused lookup key leaves no price behind
+        plan = create_price(data)
+    return json_response(price_dict(plan))
 
 
 async def price_retrieve(request: web.Request) -> web.StreamResponse:
@@ -363,14 +386,18 @@ async def price_retrieve(request: web.Request) -> web.StreamResponse:
 async def price_update(request: web.Request) -> web.StreamResponse:
     data = await body(request)
     _expand(data)
-    _split(data, {"metadata", "active", "nickname", "lookup_key", "tax_behavior"}, set())
+    _split(
+        data,
+        {"metadata", "active", "nickname", "lookup_key", "tax_behavior", "transfer_lookup_key"},
+        set(),
+    )
     plan = get_plan(request.match_info["id"])
     if "active" in data:
         plan.active = bool(_to_bool(data["active"]))
     if "nickname" in data:
         plan.nickname = data["nickname"] or None
     if "lookup_key" in data:
-        plan.lookup_key = data["lookup_key"] or None
+        set_lookup_key(plan, data["lookup_key"], _to_bool(data.get("transfer_lookup_key")) is True)
     md = data.get("metadata")
     if md == "":
         plan.metadata = {}
@@ -403,115 +430,6 @@ async def price_list(request: web.Request) -> web.StreamResponse:
 
 
 # ---------------------------------------------------------------- subscriptions
-
-SUB_CREATE = {
-    "customer", "metadata", "items", "trial_end", "default_tax_rates", "trial_from_plan",
-    "backdate_start_date", "plan", "quantity", "payment_behavior", "trial_period_days",
-    "billing_cycle_anchor", "proration_behavior",
-}  # fmt: skip
-SUB_EXTRAS = {
-    "default_payment_method", "description", "collection_method", "payment_settings",
-    "off_session", "cancel_at_period_end", "automatic_tax", "days_until_due", "currency",
-    "add_invoice_items", "cancel_at", "coupon", "promotion_code", "default_source",
-}  # fmt: skip
-SUB_UPDATE = {
-    "metadata", "items", "trial_end", "default_tax_rates", "plan", "quantity", "prorate",
-    "proration_date", "cancel_at_period_end", "cancel_at",
-}  # fmt: skip
-
-
-def _items_price_to_plan(data: dict[str, Any]) -> None:
-    items = data.get("items")
-    if isinstance(items, dict):  # {"0": {...}} already unflattened to list normally
-        items = list(items.values())
-        data["items"] = items
-    for item in items or []:
-        if isinstance(item, dict) and "price" in item:
-            price = item.pop("price")
-            get_plan(price)
-            item["plan"] = price
-        if isinstance(item, dict):
-            item.pop("price_data", None)
-
-
-def _with_default_pm(customer_id: Any, pm: str | None, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` with ``pm`` as the customer's invoice default if it has none.
-
-    localstripe pays a subscription's first invoice with the customer's default
-    payment method only; Stripe also accepts one on the subscription.
-    """
-    cust = store().get_obj("customer", str(customer_id)) if customer_id else None
-    if pm is None or cust is None or cust.invoice_settings.get("default_payment_method"):
-        return fn()
-    ls.PaymentMethod._api_retrieve(pm)
-    cust.invoice_settings["default_payment_method"] = pm
-    try:
-        return fn()
-    finally:
-        cust.invoice_settings["default_payment_method"] = None
-
-
-async def subscription_create(request: web.Request) -> web.StreamResponse:
-    data = await body(request)
-    expand = _expand(data)
-    extras = _split(data, SUB_CREATE, SUB_EXTRAS)
-    _items_price_to_plan(data)
-    if data.get("payment_behavior") == "default_incomplete":
-        data["payment_behavior"] = "allow_incomplete"
-    pm = extras.get("default_payment_method")
-    obj = _with_default_pm(data.get("customer"), pm, lambda: ls.Subscription._api_create(**data))
-    obj.default_payment_method = pm
-    obj.description = extras.get("description")
-    obj.collection_method = extras.get("collection_method", "charge_automatically")
-    if _to_bool(extras.get("cancel_at_period_end")) is True:
-        obj.cancel_at_period_end = True
-    trial_days = obj.trial_period_days
-    if obj.status == "incomplete" and (trial_days is not None or obj.trial_end is not None):
-        # localstripe leaves trials "incomplete"; Stripe reports them as trialing.
-        obj.status = "trialing"
-        obj.trial_start = obj.start_date
-        if obj.trial_end is None:
-            obj.trial_end = obj.start_date + int(trial_days) * 86400
-    return json_response(obj._export(expand=expand))
-
-
-async def subscription_update(request: web.Request) -> web.StreamResponse:
-    id_ = request.match_info["id"]
-    data = await body(request)
-    expand = _expand(data)
-    extras = _split(data, SUB_UPDATE, SUB_EXTRAS | {"proration_behavior", "payment_behavior"})
-    _items_price_to_plan(data)
-    obj = ls.Subscription._api_retrieve(id_)
-    if data.get("metadata") == "":
-        obj.metadata = {}
-        del data["metadata"]
-    if data:
-        obj = ls.Subscription._api_update(id_, **data)
-    _clean_metadata(obj)
-    if "default_payment_method" in extras:
-        obj.default_payment_method = extras["default_payment_method"] or None
-    if "description" in extras:
-        obj.description = extras["description"] or None
-    if obj.cancel_at_period_end and obj.cancel_at is None:
-        obj.cancel_at = obj.current_period_end
-    elif not obj.cancel_at_period_end and "cancel_at_period_end" in data:
-        obj.cancel_at = None
-    return json_response(obj._export(expand=expand))
-
-
-async def subscription_cancel(request: web.Request) -> web.StreamResponse:
-    id_ = request.match_info["id"]
-    obj = ls.Subscription._api_retrieve(id_)
-    if obj.status == "canceled":
-        raise UserError(
-            400,
-            f"A canceled subscription can only update its cancellation_details and metadata. "
-            f"'{id_}' is canceled.",
-        )
-    obj = ls.Subscription._api_delete(id_)
-    obj.canceled_at = obj.ended_at
-    return json_response(obj._export())
-
 
 SUB_STATUSES = {
     "all", "incomplete", "incomplete_expired", "trialing", "active", "past_due", "unpaid",
@@ -621,6 +539,7 @@ async def payment_method_list(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    subscriptions.add_routes(app)
     r = app.router
     r.add_get("/v1/customers/search", customer_search)
     r.add_post("/v1/customers", customer_create)
@@ -633,10 +552,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/prices", price_list)
     r.add_get("/v1/prices/{id}", price_retrieve)
     r.add_post("/v1/prices/{id}", price_update)
-    r.add_post("/v1/subscriptions", subscription_create)
     r.add_get("/v1/subscriptions", subscription_list)
-    r.add_post("/v1/subscriptions/{id}", subscription_update)
-    r.add_delete("/v1/subscriptions/{id}", subscription_cancel)
     r.add_post("/v1/payment_intents", payment_intent_create)
     r.add_get("/v1/payment_intents", payment_intent_list)
     r.add_get("/v1/payment_methods", payment_method_list)

@@ -100,36 +100,49 @@ def _price(o: dict[str, Any]) -> Any:
 
 
 def _subscription(o: dict[str, Any]) -> Any:
-    price = o.get("price") or o.get("plan")
-    if price is None and o.get("items"):
-        item = o["items"][0]
+    from opskit.sandbox import subscriptions
+
+    raw = o.get("items") or [
+        {"price": o.get("price") or o.get("plan"), "quantity": o.get("quantity", 1)}
+    ]
+    lines = []
+    for item in raw:
         price = item.get("price") or item.get("plan")
-    if isinstance(price, dict):
-        price = price.get("id")
-    # A trial skips localstripe's invoice/charge machinery; the trial fields
-    # are then set to what the caller asked for.
-    sub = ls.Subscription(
-        customer=o.get("customer"),
-        items=[{"plan": price, "quantity": o.get("quantity", 1)}],
+        if isinstance(price, dict):
+            price = price.get("id")
+        plan = subscriptions.get_price(price, "price")
+        lines.append((plan, int(item.get("quantity", 1)), dict(item.get("metadata") or {})))
+    start = o.get("start_date", o.get("created"))
+    cus = ls.store.get("customer:" + str(o.get("customer")))
+    if cus is None:
+        raise ValueError(f"seed: no customer {o.get('customer')!r} in this store")
+    sub = subscriptions.build(
+        str(o.get("customer")),
+        lines,
+        status=o.get("status", "active"),
         metadata=dict(o.get("metadata") or {}),
-        trial_period_days=1,
+        start=int(start) if start is not None else None,
+        trial_end=o.get("trial_end"),
+        default_payment_method=o.get("default_payment_method"),
+        description=o.get("description"),
+        test_clock=getattr(cus, "test_clock", None),
     )
-    sub.status = o.get("status", "active")
-    sub.trial_period_days = o.get("trial_period_days")
-    sub.trial_end = o.get("trial_end")
-    sub.trial_start = o.get("trial_start")
+    sub.trial_start = o.get("trial_start", sub.trial_start)
     sub.cancel_at_period_end = bool(o.get("cancel_at_period_end", False))
+    sub.cancel_at = o.get("cancel_at")
+    if sub.cancel_at_period_end and sub.cancel_at is None:
+        sub.cancel_at = sub.current_period_end
     sub.canceled_at = o.get("canceled_at")
     sub.ended_at = o.get("ended_at")
-    sub.default_payment_method = o.get("default_payment_method")
-    sub.description = o.get("description")
-    sub.collection_method = "charge_automatically"
-    start = o.get("start_date", o.get("created"))
-    if start is not None:
-        sub.start_date = int(start)
-    if sub.status == "canceled":
+    if o.get("current_period_start") is not None or o.get("current_period_end") is not None:
+        for si in sub.items._list:
+            si._period_start = int(o.get("current_period_start", si._period_start))
+            si._period_end = int(o.get("current_period_end", si._period_end))
+    if sub.status in subscriptions.ENDED:
         sub.canceled_at = sub.canceled_at or sub.start_date
         sub.ended_at = sub.ended_at or sub.canceled_at
+        if sub.status == "canceled":
+            sub._cancellation_details["reason"] = "cancellation_requested"
     return sub
 
 

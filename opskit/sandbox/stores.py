@@ -8,6 +8,7 @@ of ``(created, seq, id)`` sorted ascending so a page is a bisect and a slice.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,24 @@ class IndexedStore(ls.Store):
         self.tombstones: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[str, IdempotentResult] = {}
         self._bulk: list[str] | None = None
+        self._txn: list[str] | None = None
+
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Forget every object created inside the block if it raises (a refused request
+        leaves nothing behind, as at Stripe)."""
+        outer, self._txn = self._txn, []
+        try:
+            yield
+        except BaseException:
+            for key in reversed(self._txn):
+                self.forget(key)
+            self._txn = None
+            raise
+        finally:
+            created, self._txn = self._txn, outer
+            if outer is not None and created:
+                outer.extend(created)
 
     # dict-level hooks (localstripe writes ``store[key] = obj`` / ``del store[key]``)
     def __setitem__(self, key: str, value: Any) -> None:
@@ -45,6 +64,8 @@ class IndexedStore(ls.Store):
         dict.__setitem__(self, key, value)
         if not new or ":" not in key:
             return
+        if self._txn is not None:
+            self._txn.append(key)
         if self._bulk is not None:
             self._bulk.append(key)
             return
