@@ -20,10 +20,10 @@ from aiohttp import web
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
-from opskit.sandbox import versions
+from opskit.sandbox import errors, idempotency, versions
 from opskit.sandbox.control import RequestRecord, Settings, mask, throttle, well_formed_test_key
 from opskit.sandbox.patches import swap_lock
-from opskit.sandbox.stores import IdempotentResult, IndexedStore
+from opskit.sandbox.stores import IndexedStore
 
 CONTROL_PREFIX = "/_sandbox/"
 REQUEST_ID = web.RequestKey("request_id", str)  # events name the request that caused them
@@ -64,6 +64,7 @@ class Pipeline:
         self.keys = set(keys) if keys else None
         self.stores: dict[str, IndexedStore] = {}
         self.store_lock: asyncio.Lock | None = None  # created on the server loop
+        self.write_faults = idempotency.WriteFaults()
 
     def valid_key(self, key: str | None) -> bool:
         if not key:
@@ -88,9 +89,9 @@ class Pipeline:
         idem = request.headers.get("Idempotency-Key")
         status = 0
         try:
-            resp = await self._serve(request, handler, key, idem)
+            resp = await self._serve(request, handler, key, idem, request_id)
             status = resp.status
-            resp.headers["Request-Id"] = request_id
+            resp.headers.setdefault("Request-Id", request_id)
             return resp
         finally:
             self.settings.record(
@@ -105,7 +106,12 @@ class Pipeline:
             )
 
     async def _serve(
-        self, request: web.Request, handler: Any, key: str | None, idem: str | None
+        self,
+        request: web.Request,
+        handler: Any,
+        key: str | None,
+        idem: str | None,
+        request_id: str,
     ) -> web.StreamResponse:
         if not self.valid_key(key):
             if key:
@@ -119,22 +125,38 @@ class Pipeline:
         assert key is not None
         version = request.headers.get("Stripe-Version", "").strip()
         if version and not versions.valid(version):
-            return stripe_error(
-                400,
-                {
-                    "type": "invalid_request_error",
-                    "message": f"Invalid Stripe API version: {version}",
-                    "param": "Stripe-Version",
-                },
+            return errors.finish(
+                stripe_error(
+                    400,
+                    {
+                        "type": "invalid_request_error",
+                        "message": f"Invalid Stripe API version: {version}",
+                        "param": "Stripe-Version",
+                    },
+                ),
+                request_id,
             )
+        idem = idem if request.method == "POST" else None  # GET/DELETE ignore keys
+        if idem is not None and len(idem) > idempotency.MAX_KEY_LENGTH:
+            return errors.finish(stripe_error(400, idempotency.too_long_error(idem)), request_id)
+        ledger = self.store_for(key).idempotency
+        if idem is not None and idem in ledger.in_flight:
+            busy = stripe_error(409, idempotency.in_use_error(idem))
+            busy.headers["Stripe-Should-Retry"] = "true"
+            return errors.finish(busy, request_id)
         token = versions.current.set(version or versions.PINNED)
+        if idem is not None:
+            ledger.in_flight.add(idem)
         try:
-            return await self._serve_as(request, handler, key, idem)
+            resp = await self._serve_as(request, handler, key, idem, request_id)
         finally:
             versions.current.reset(token)
+            if idem is not None:
+                ledger.in_flight.discard(idem)
+        return errors.finish(resp, request_id)
 
     async def _serve_as(
-        self, request: web.Request, handler: Any, key: str, idem: str | None
+        self, request: web.Request, handler: Any, key: str, idem: str | None, request_id: str
     ) -> web.StreamResponse:
         settings = self.settings
         cfg = settings.effective(key)
@@ -158,52 +180,64 @@ class Pipeline:
         fault = settings.take_fault(key)
         if fault is not None and fault[0] == "drop":
             # No response at all: the client sees a reset/closed connection.
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError
+            _drop(request)
         if fault is not None:
-            return stripe_error(
-                fault[1],
-                {
-                    "type": "api_error",
-                    "message": "An unknown error occurred (injected by opskit sandbox).",
-                },
-            )
+            # Refused before executing: nothing saved, a retry with the same key runs.
+            refused = stripe_error(fault[1], idempotency.injected_error())
+            refused.headers["Stripe-Should-Retry"] = "true"
+            return refused
         body = await request.read()  # cached by aiohttp: handlers read it again
         assert self.store_lock is not None
         async with self.store_lock:
             store = self.store_for(key)
             fingerprint: tuple[Any, ...] = ()
-            if idem and request.method == "POST":
+            if idem is not None:
                 fingerprint = (request.method, request.path, _params(body, request))
-                prev = store.idempotency.get(idem)
+                prev = store.idempotency.lookup(idem)
                 if prev is not None:
                     if prev.fingerprint != fingerprint:
-                        return stripe_error(
-                            400,
-                            {
-                                "type": "idempotency_error",
-                                "message": "Keys for idempotent requests can only be used "
-                                "with the same parameters they were first used with. Try "
-                                "using a key other than '" + idem + "' if you meant to "
-                                "execute a different request.",
-                            },
-                        )
-                    replay = web.Response(
-                        body=prev.body, status=prev.status, content_type=prev.content_type
-                    )
-                    replay.headers["Idempotent-Replayed"] = "true"
-                    return replay
-            with swap_lock:
-                ls.store = store
-                try:
-                    resp = await self._call(request, handler)
-                finally:
-                    ls.store = _EMPTY
-            if fingerprint and resp.status < 500 and isinstance(resp, web.Response):
-                store.idempotency[idem or ""] = IdempotentResult(
-                    fingerprint, resp.status, _body_bytes(resp), resp.content_type
+                        return stripe_error(400, idempotency.mismatch_error(idem))
+                    return _replay(prev)
+            write_fault = (
+                self.write_faults.take(key)
+                if request.method == "POST" and request.path.startswith("/v1/")
+                else None
+            )
+            resp: web.StreamResponse
+            if write_fault is not None and write_fault.kind == "error_before":
+                resp = errors.finish(
+                    stripe_error(write_fault.status, idempotency.injected_error()), request_id
                 )
+            else:
+                with swap_lock:
+                    ls.store = store
+                    try:
+                        resp = await self._call(request, handler)
+                    finally:
+                        ls.store = _EMPTY
+                resp = errors.finish(resp, request_id)
+                if write_fault is not None and write_fault.kind == "error_after":
+                    resp = errors.finish(
+                        stripe_error(write_fault.status, idempotency.injected_error()),
+                        request_id,
+                    )
+            if isinstance(resp, web.Response) and idempotency.saves(resp.status):
+                if resp.status >= 500:
+                    # Saved: a retry with this key gets the same answer for 24 hours.
+                    resp.headers["Stripe-Should-Retry"] = "false"
+                if idem is not None:
+                    store.idempotency.save(
+                        idem,
+                        idempotency.Saved(
+                            fingerprint,
+                            resp.status,
+                            _body_bytes(resp),
+                            resp.content_type,
+                            request_id,
+                        ),
+                    )
+            if write_fault is not None and write_fault.kind == "drop_after":
+                _drop(request)
             return resp
 
     async def _call(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -212,7 +246,7 @@ class Pipeline:
         except UserError as e:
             err = dict(e.body["error"])
             if e.code == 402:
-                err["type"] = "card_error"
+                err = errors.card_error(err)
             elif e.code >= 500:
                 err["type"] = "api_error"
             return stripe_error(e.code, err)
@@ -226,6 +260,21 @@ class Pipeline:
             return stripe_error(
                 500, {"type": "api_error", "message": f"Sandbox error: {type(e).__name__}"}
             )
+
+
+def _drop(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError
+
+
+def _replay(prev: idempotency.Saved) -> web.Response:
+    replay = web.Response(body=prev.body, status=prev.status, content_type=prev.content_type)
+    replay.headers["Idempotent-Replayed"] = "true"
+    replay.headers["Original-Request"] = prev.request_id
+    if prev.status >= 500:
+        replay.headers["Stripe-Should-Retry"] = "false"
+    return replay
 
 
 def _body_bytes(resp: web.Response) -> bytes:

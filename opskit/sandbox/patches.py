@@ -191,6 +191,7 @@ def apply() -> None:
 
         ls.PaymentIntent.status = property(pi_status)  # type: ignore[method-assign,assignment]
 
-        from opskit.sandbox import subscriptions
+        from opskit.sandbox import errors, subscriptions
 
         subscriptions.apply()
+        errors.apply()

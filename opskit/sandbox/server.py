@@ -69,6 +69,20 @@ def _add_control_routes(app: web.Application, sb: Sandbox) -> None:
             sb.pipeline.stores.clear()
         return web.json_response({"ok": True})
 
+    async def write_faults(request: web.Request) -> web.Response:
+        try:
+            data = await request.json() if request.can_read_body else {}
+            sb.inject_write_fault(
+                data["key"],
+                data.get("kind", "error_after"),
+                count=int(data.get("count", 1)),
+                status=int(data.get("status", 500)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            return web.json_response({"error": f"bad write fault: {e}"}, status=400)
+        return web.json_response({"pending": sb.pipeline.write_faults.pending(data["key"])})
+
+    app.router.add_post(CONTROL_PREFIX + "write_faults", write_faults)
     app.router.add_route("*", CONTROL_PREFIX + "config", config)
     app.router.add_get(CONTROL_PREFIX + "requests", requests)
     app.router.add_post(CONTROL_PREFIX + "reset", reset)
@@ -212,9 +226,27 @@ class Sandbox(EventsControl):
             key, latency, rate_limit, rate_mode, fail_next, drop_next, fail_status, retry_after
         )
 
+    def inject_write_fault(
+        self, key: str, kind: str = "error_after", count: int = 1, status: int = 500
+    ) -> None:
+        """Make ``key``'s next ``count`` POSTs fail in a way the client cannot see through.
+
+        ``kind``: ``"error_after"`` executes the write (the object exists) and answers
+        ``status``; ``"error_before"`` executes nothing and answers ``status``;
+        ``"drop_after"`` executes and drops the connection. Either answer is saved
+        under the request's ``Idempotency-Key`` and replayed to every retry with that
+        key for 24 hours, as Stripe does once a request has started executing (see
+        :mod:`opskit.sandbox.idempotency`). Also ``POST /_sandbox/write_faults`` with
+        JSON ``{"key", "kind", "count", "status"}``. ``reset_config()`` clears them.
+        """
+        if not self.pipeline.valid_key(key):
+            raise ValueError("inject_write_fault() needs a key this sandbox accepts")
+        self.pipeline.write_faults.add(key, kind, count, status)
+
     def reset_config(self) -> None:
         """Back to the constructor's latency/rate settings, no per-key settings or faults."""
         self.settings.reset()
+        self.pipeline.write_faults.clear()
 
     def requests(self, key: str | None = None) -> list[RequestRecord]:
         return self.settings.requests(key)

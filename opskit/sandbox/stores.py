@@ -16,15 +16,9 @@ from typing import Any
 
 from localstripe import resources as ls
 
+from opskit.sandbox.idempotency import Ledger
+
 Entry = tuple[int, int, str]
-
-
-@dataclass
-class IdempotentResult:
-    fingerprint: tuple[Any, ...]
-    status: int
-    body: bytes
-    content_type: str
 
 
 class IndexedStore(ls.Store):
@@ -37,7 +31,7 @@ class IndexedStore(ls.Store):
         # "kind:id" -> entry, kept after deletion so cursors on deleted ids work.
         self.entries: dict[str, Entry] = {}
         self.tombstones: dict[str, dict[str, Any]] = {}
-        self.idempotency: dict[str, IdempotentResult] = {}
+        self.idempotency = Ledger()  # saved results of idempotent requests
         self._bulk: list[str] | None = None
         self._txn: list[str] | None = None
 
