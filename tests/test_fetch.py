@@ -20,6 +20,7 @@ import stripe
 from opskit.common.config import Settings
 from opskit.common.context import Context
 from opskit.common.models import Shop
+from opskit.common.sealing import seal
 from opskit.core.frames import CUSTOMERS, SUBSCRIPTIONS, empty
 from opskit.sandbox import Sandbox
 from opskit.stripeapi import fetch
@@ -35,6 +36,11 @@ T0 = 1_700_000_000
 def ctx_for(url: str, **settings: Any) -> Context:
     """A Context for fetch only: the database is never touched by opskit.stripeapi.fetch."""
     return Context(db=cast(Any, None), settings=replace(Settings(stripe_api_base=url), **settings))
+
+
+def job_for(shop_id: int, key: str, url: str, rate: float = 20.0) -> fetch.ShopJob:
+    """A customers ShopJob as fetch builds it (the key sealed)."""
+    return fetch.ShopJob("customers", shop_id, seal(key), url, rate, 60.0)
 
 
 def shop(shop_id: int, key: str | None) -> Shop:
@@ -109,10 +115,9 @@ def test_big_shop_listing_fans_out_into_windows(sandbox: Sandbox) -> None:
     """3,000 customers over a year: several windows, still exact and within the bound."""
     key = make_key("fan")
     ids = seed_customers(sandbox, key, _spread(3000, random.Random(3)))
-    job = fetch.ShopJob("customers", 1, key, sandbox.url, Settings(test_rate_limit=1000))
-    out = fetch.run_shop_job(job)
+    out = fetch.run_shop_job(job_for(1, key, sandbox.url, rate=1000))
     assert out.error is None
-    assert sorted(o["id"] for o in out.objects) == sorted(ids)
+    assert sorted(o["stripe_customer_id"] for o in out.rows) == sorted(ids)
     assert out.windows >= 2
     assert out.requests <= request_bound(3000)
 
@@ -399,7 +404,7 @@ class _FailingShopExecutor(ThreadPoolExecutor):
         self.shop_id = shop_id
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if args and getattr(args[0], "shop_id", None) == self.shop_id:
+        if args and any(getattr(job, "shop_id", None) == self.shop_id for job in args[0]):
             failed: Future[Any] = Future()
             failed.set_exception(RuntimeError("worker for this task died"))
             return failed
@@ -460,7 +465,7 @@ def test_a_malformed_answer_is_a_shop_error_not_a_crash_or_a_hang(
 ) -> None:
     url, bodies = junk_server
     bodies.append(body)
-    job = fetch.ShopJob("customers", 5, make_key("junk"), url, Settings())
+    job = job_for(5, make_key("junk"), url)
     box: list[Any] = []
     worker = threading.Thread(target=lambda: box.append(fetch.run_shop_job(job)), daemon=True)
     worker.start()
@@ -468,5 +473,5 @@ def test_a_malformed_answer_is_a_shop_error_not_a_crash_or_a_hang(
     assert not worker.is_alive(), "the listing hangs on a malformed page"
     assert box, "run_shop_job raised instead of reporting the shop's error"
     [out] = box
-    assert out.error and out.objects == []
+    assert out.error and out.rows == []
     assert "\n" not in out.error

@@ -11,9 +11,16 @@ windows fetched in parallel inside the shop's rate limit, see
 :mod:`opskit.stripeapi.paging`) plus the targeted retrieves it needs. Shops run
 concurrently, at most ``Settings.max_shop_workers`` at a time, on a
 ``ThreadPoolExecutor`` or on any ``concurrent.futures.Executor`` given (e.g. a
-dask.distributed ``client.get_executor()``: the work item is a picklable
-:class:`ShopJob` sent to the module-level :func:`run_shop_job`, and each worker
-process keeps its own Stripe clients). A shop that fails (invalid key, network,
+dask.distributed ``client.get_executor()``: the work item is a picklable tuple of
+:class:`ShopJob` (all the shops of one Stripe key, so a key's requests come from one
+process at a time) sent to the module-level :func:`run_shop_jobs`, and each worker
+process keeps its own Stripe clients). What a task carries: the shop id, the
+endpoint, the API base, the key's rate and retry budget, the ids to retrieve and
+the key *sealed* with the task secret (:mod:`opskit.common.sealing`); never the
+raw key, never the database URL. Each page is turned into frame rows as it
+arrives (only the frame's columns are kept, not whole Stripe objects), so a
+shop's result is small whether it comes back from a thread or a worker.
+A shop that fails (invalid key, network,
 retries exhausted, any Stripe error, a malformed answer, a worker the executor
 lost) becomes ``errors[shop_id]``, one line with the error class, HTTP status
 and request id and no secret; the run goes on.
@@ -40,6 +47,8 @@ retrieves (see :func:`opskit.stripeapi.paging.request_bound`).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -49,14 +58,14 @@ import pandas as pd
 import stripe
 from tqdm.auto import tqdm
 
-from opskit.common.config import Settings
 from opskit.common.context import Context
-from opskit.common.keys import mask_key
 from opskit.common.models import Shop, as_shop
+from opskit.common.sealing import SealedKey, seal
 from opskit.common.stripe_errors import describe_error
 from opskit.core.frames import CUSTOMERS, PRICES, SUBSCRIPTIONS, Spec, conform, empty
 from opskit.stripeapi import paging
-from opskit.stripeapi.clients import client_for_shop
+from opskit.stripeapi.clients import client_for_shop, transport_of
+from opskit.stripeapi.ratelimit import key_fingerprint
 
 __all__ = [
     "MAX_CROSS_SHOP_RETRIEVES",
@@ -68,6 +77,7 @@ __all__ = [
     "fetch_subscriptions",
     "linked_ids",
     "run_shop_job",
+    "run_shop_jobs",
     "subscription_rows",
 ]
 
@@ -90,35 +100,48 @@ class FetchResult:
 # -- one shop: a picklable work item ------------------------------------------------------
 
 
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass(frozen=True)
 class ShopJob:
     """Everything one shop's work needs, picklable for process-based executors.
 
-    ``key`` is the raw secret key (the worker must build the client); it is left
-    out of ``repr``.
+    ``key`` is the shop's secret key sealed with the task secret (see
+    :mod:`opskit.common.sealing`): a pickled job holds no key in clear text and no
+    database URL. ``origin`` names the process that made the job, so a worker
+    elsewhere knows it takes the key over from another process (see
+    :func:`run_shop_job`).
     """
 
     kind: str  # a key of paging.ENDPOINTS
     shop_id: int
-    key: str = field(repr=False)
+    key: SealedKey
     api_base: str | None
-    settings: Settings
+    rate_limit: float  # requests/s for this key
+    max_retry_wait: float  # seconds of backoff per request
     retrieve_ids: tuple[str, ...] = ()  # retrieved unless the listing returned them
     listing: bool = True  # False: targeted retrieves only
     window_workers: int = paging.DEFAULT_WINDOW_WORKERS
     expected: int | None = None  # size hint; None: the number of distinct retrieve ids
+    origin: str = field(default_factory=_this_process)
 
     @property
     def masked_key(self) -> str | None:
-        return mask_key(self.key)
+        return self.key.masked
 
 
 @dataclass
 class ShopOutcome:
-    """What one :class:`ShopJob` produced; plain data, picklable."""
+    """What one :class:`ShopJob` produced; plain data, picklable.
+
+    ``rows``: frame rows (see :func:`customer_rows` and its siblings) of the objects
+    listed and retrieved, not the Stripe objects themselves.
+    """
 
     shop_id: int
-    objects: list[StripeDict] = field(default_factory=list)  # listed and retrieved
+    rows: list[StripeDict] = field(default_factory=list)
     listed_ids: frozenset[str] = frozenset()
     not_found: tuple[str, ...] = ()  # retrieve ids the shop answered 404 for
     requests: int = 0
@@ -127,12 +150,17 @@ class ShopOutcome:
 
 
 def _shop_client(job: ShopJob) -> stripe.StripeClient:
-    shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key)
-    s = job.settings
-    rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
-    return client_for_shop(
-        shop, api_base=job.api_base, rate_limit=rate, max_retry_wait=s.max_retry_wait
+    shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key.open())
+    client = client_for_shop(
+        shop, api_base=job.api_base, rate_limit=job.rate_limit, max_retry_wait=job.max_retry_wait
     )
+    if job.origin != _this_process():
+        # Another process may have used this key a moment ago: start from an
+        # empty bucket so that, together, the two never exceed the key's rate.
+        transport = transport_of(client)
+        if transport is not None and transport.limiter is not None:
+            transport.limiter.drain()
+    return client
 
 
 def _retrieve(
@@ -167,31 +195,44 @@ def run_shop_job(job: ShopJob) -> ShopOutcome:
     """
     out = ShopOutcome(job.shop_id)
     lister: paging.WindowedLister | None = None
+    to_rows, id_column = _ROWS[job.kind]
+    shop_id = job.shop_id
+
+    def keep(obj: StripeDict) -> StripeDict:
+        return to_rows(shop_id, (obj,))[0]
+
     try:
         client = _shop_client(job)
-        listed: dict[str, StripeDict] = {}
+        rows: list[StripeDict] = []
         if job.listing:
             lister = paging.WindowedLister(
                 paging.page_fetcher(client, paging.ENDPOINTS[job.kind]),
                 workers=job.window_workers,
                 expected=job.expected if job.expected is not None else len(set(job.retrieve_ids)),
+                keep=keep,
             )
-            listed = {o["id"]: o for o in lister.run()}
+            rows = lister.run()
             out.requests += lister.stats.requests
             out.windows = lister.stats.windows
             lister = None
+        listed = frozenset(str(row[id_column]) for row in rows)
         wanted = list(dict.fromkeys(i for i in job.retrieve_ids if i not in listed))
         out.requests += len(wanted)
         found, missing = _retrieve(client, job.kind, wanted, job.window_workers)
-        out.objects = [*listed.values(), *found]
-        out.listed_ids = frozenset(listed)
+        out.rows = [*rows, *to_rows(shop_id, found)]
+        out.listed_ids = listed
         out.not_found = tuple(missing)
     except Exception as exc:  # noqa: BLE001 - any failure of this shop is this shop's error
         if lister is not None:
             out.requests += lister.stats.requests
-        out.objects = []
+        out.rows = []
         out.error = describe_error(exc)
     return out
+
+
+def run_shop_jobs(jobs: tuple[ShopJob, ...]) -> list[ShopOutcome]:
+    """:func:`run_shop_job` for each job, one after the other (the shops of one key)."""
+    return [run_shop_job(job) for job in jobs]
 
 
 # -- many shops ------------------------------------------------------------------------------
@@ -210,15 +251,15 @@ def _run_jobs(
     own = executor is None
     pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-shop")
     outcomes: list[ShopOutcome] = []
-    pending: dict[Future[ShopOutcome], ShopJob] = {}
-    queue = iter(jobs)
+    pending: dict[Future[list[ShopOutcome]], tuple[ShopJob, ...]] = {}
+    queue = iter(_by_key(jobs))
 
     def fill() -> None:
         while len(pending) < limit:
-            job = next(queue, None)
-            if job is None:
+            batch = next(queue, None)
+            if batch is None:
                 return
-            pending[pool.submit(run_shop_job, job)] = job
+            pending[pool.submit(run_shop_jobs, batch)] = batch
 
     try:
         with tqdm(total=len(jobs), desc=desc, unit="shop", disable=not progress) as bar:
@@ -226,14 +267,15 @@ def _run_jobs(
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    job = pending.pop(fut)
+                    batch = pending.pop(fut)
                     try:
-                        outcome = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - e.g. a dead worker: this shop only
-                        outcome = ShopOutcome(job.shop_id, error=describe_error(exc))
-                    outcomes.append(outcome)
-                    bar.update(1)
-                    if outcome.error:
+                        results = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - e.g. a dead worker: these shops only
+                        error = describe_error(exc)
+                        results = [ShopOutcome(job.shop_id, error=error) for job in batch]
+                    outcomes.extend(results)
+                    bar.update(len(results))
+                    if any(o.error for o in results):
                         bar.set_postfix_str(f"{len([o for o in outcomes if o.error])} failed")
                 fill()
     finally:
@@ -242,6 +284,21 @@ def _run_jobs(
         if own:
             pool.shutdown(wait=True)
     return sorted(outcomes, key=lambda o: o.shop_id)
+
+
+def _by_key(jobs: list[ShopJob]) -> list[tuple[ShopJob, ...]]:
+    """The jobs grouped by Stripe key (sealed tokens differ, so group on the opened key)."""
+    groups: dict[str, list[ShopJob]] = {}
+    for job in jobs:
+        groups.setdefault(_group_of(job), []).append(job)
+    return [tuple(group) for group in groups.values()]
+
+
+def _group_of(job: ShopJob) -> str:
+    try:
+        return key_fingerprint(job.key.open())
+    except Exception:  # noqa: BLE001 - an unopenable key fails in its own task
+        return f"shop:{job.shop_id}"
 
 
 def _usable_shops(shops: Iterable[Any]) -> list[Shop]:
@@ -257,12 +314,14 @@ def _usable_shops(shops: Iterable[Any]) -> list[Shop]:
 
 def _job(ctx: Context, kind: str, shop: Shop, **kwargs: Any) -> ShopJob:
     assert shop.id is not None and shop.stripe_secret_key is not None
+    s = ctx.settings
     return ShopJob(
         kind=kind,
         shop_id=int(shop.id),
-        key=shop.stripe_secret_key.strip(),
+        key=seal(shop.stripe_secret_key.strip()),
         api_base=ctx.api_base,
-        settings=ctx.settings,
+        rate_limit=s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit,
+        max_retry_wait=s.max_retry_wait,
         **kwargs,
     )
 
@@ -321,7 +380,7 @@ def fetch_customers(
     # Ids found nowhere: look for them in the other shops that listed fine (rule 3).
     listed_anywhere = set().union(*(o.listed_ids for o in outcomes)) if outcomes else set()
     found_anywhere = listed_anywhere | {
-        obj["id"] for o in outcomes for obj in o.objects if "id" in obj
+        str(row["stripe_customer_id"]) for o in outcomes for row in o.rows
     }
     lost: dict[int, list[str]] = {
         o.shop_id: [i for i in o.not_found if i not in found_anywhere] for o in outcomes
@@ -353,7 +412,7 @@ def fetch_customers(
     for o in extra:
         if o.error is not None:
             log.warning("opskit: cross-shop lookup in shop %s failed: %s", o.shop_id, o.error)
-    frame = _frame(customer_rows, CUSTOMERS, [*outcomes, *extra], "stripe_customer_id")
+    frame = _frame(CUSTOMERS, [*outcomes, *extra], "stripe_customer_id")
     requests = sum(o.requests for o in [*outcomes, *extra])
     return FetchResult(frame=frame, errors=errors, requests=requests)
 
@@ -384,7 +443,7 @@ def fetch_subscriptions(
     ]
     outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe subscriptions")
     errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
-    frame = _frame(subscription_rows, SUBSCRIPTIONS, outcomes, "stripe_subscription_id")
+    frame = _frame(SUBSCRIPTIONS, outcomes, "stripe_subscription_id")
     return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
 
 
@@ -409,7 +468,7 @@ def fetch_prices(
     jobs = [_job(ctx, "prices", shop) for shop in _usable_shops(shops)]
     outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe prices")
     errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
-    frame = _frame(price_rows, PRICES, outcomes, "stripe_price_id")
+    frame = _frame(PRICES, outcomes, "stripe_price_id")
     return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
 
 
@@ -515,13 +574,16 @@ def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
     return rows
 
 
-def _frame(
-    to_rows: Callable[[int, Iterable[StripeDict]], list[StripeDict]],
-    spec: Spec,
-    outcomes: Iterable[ShopOutcome],
-    id_column: str,
-) -> pd.DataFrame:
-    rows = [row for o in outcomes if o.error is None for row in to_rows(o.shop_id, o.objects)]
+# kind -> (its rows function, its id column)
+_ROWS: Mapping[str, tuple[Callable[[int, Iterable[StripeDict]], list[StripeDict]], str]] = {
+    "customers": (customer_rows, "stripe_customer_id"),
+    "subscriptions": (subscription_rows, "stripe_subscription_id"),
+    "prices": (price_rows, "stripe_price_id"),
+}
+
+
+def _frame(spec: Spec, outcomes: Iterable[ShopOutcome], id_column: str) -> pd.DataFrame:
+    rows = [row for o in outcomes if o.error is None for row in o.rows]
     if not rows:
         return empty(spec)
     df = pd.DataFrame.from_records(rows)

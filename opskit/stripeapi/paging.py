@@ -1,46 +1,59 @@
-"""Listing one Stripe endpoint of one account: pages, ``created`` windows, a request budget.
+"""Listing one Stripe endpoint of one account: pages, adaptive ``created`` windows, a budget.
 
 The endpoints opskit lists are data (:data:`ENDPOINTS`). :class:`WindowedLister`
 lists one endpoint of one Stripe account with several requests in flight at
-once, and within a provable request budget.
+once, within a provable request budget, and needs no prior knowledge of how
+many objects there are or when they were created.
 
 How windowing works
 -------------------
-Stripe lists newest first, 100 per page, with ``created[gte|lte]`` filters and
-``starting_after`` cursors, and a single cursor chain can only ever have one
-request in flight. The lister starts with one window (no filter) and fetches
-its first page. After each page the *owner* of a window (the thread that just
-fetched it) may split the window's unread range ``[lo, cursor's created]``
-into up to ``1 + idle workers`` pieces of about equal expected counts (the
-density is the window's own objects per second, else the listing's). The top
-piece keeps the cursor, so nothing already read is fetched again; the others
-start fresh, the bottom one keeps the window's lower bound (or stays
-open-ended, so nothing older can be missed). Splitting at page boundaries by
-the owner, instead of by another thread while a request is in flight, keeps
-the windows disjoint: no object is fetched twice (ids are deduplicated anyway).
+Stripe lists newest first, 100 per page, with ``created[gte|lte]`` filters (one
+second resolution) and ``starting_after`` cursors; one cursor chain can only
+ever have one request in flight. A *window* is a ``created`` range ``[lo, hi]``
+read newest first by its own cursor chain. Windows are disjoint and together
+always cover every second (the bottom one has no lower bound), so every object
+belongs to exactly one window.
+
+1. **Head.** One plain request (no filter). A shop that fits in one page
+   (``has_more`` false) costs exactly that one request.
+2. **Probe fan-out.** Otherwise the head page gives the density at the top
+   (100 objects over its time span). The unread range below is cut into up to
+   ``workers`` windows at *geometrically* spaced ages: the first holds about two
+   pages at the head's density, the last bounded one reaches back to 2011 (Stripe
+   has no older object), and the bottom one stays open-ended, so nothing older is
+   ever missed. Each new window's first page is real data (the newest objects of
+   its range) and tells the density there; an empty range costs one request.
+3. **Bisect dense windows.** Whenever fewer than ``workers`` requests are in
+   flight, the window with the most objects still expected below the page it is
+   reading (its own density times its unread span) gives up the bottom of its
+   range: bounded windows are cut evenly in time, the open bottom one at
+   geometric ages again. The window keeps its cursor and its top, so nothing
+   read is fetched again; an answer that arrives after its window shrank keeps
+   only the objects inside the new bounds (the rest belong to the new window)
+   and ends that window. Splits happen at any time, so the tail of a listing
+   is spread over all the free request slots.
+4. **Same-second bursts.** A window whose unread range is one second cannot be
+   cut (``created`` has one-second resolution); it is read by its cursor
+   (``starting_after``) to the end, so a burst of many objects in one second is
+   listed completely and once, at one request in flight for that second.
 
 The budget
 ----------
-Windows are disjoint and a page with ``has_more`` is always full, so each window
-costs at most one request beyond its share of full pages (its last, partial or
-empty, page). With ``W`` windows over the whole listing, requests <=
-``ceil(N/100) + W - 1``. The lister opens a new window only while
-``W - 1 <= floor(P / 10)``, where ``P`` is the number of pages *proven* to exist
-(objects read plus one per window whose last page said ``has_more``). Hence::
+Each window's pages are full except its last one (a page that said
+``has_more`` and kept all its objects held 100 of them), so a window of ``n``
+objects costs at most ``floor(n/100) + 1`` requests and the whole listing at
+most ``N/100 + W`` for ``W`` windows. The lister opens a window only while
+``W <= floor(P/10) + WINDOW_SLACK`` where ``P`` is the number of pages *proven*
+to exist (objects read plus one per window whose last page said ``has_more``).
+Hence, for every distribution of ``created`` values::
 
-    requests <= floor(1.1 * max(1, ceil(N / 100)))          (see request_bound)
-
-for every distribution of ``created`` values: a shop of at most 1,000 objects is
-read by one plain cursor chain, all objects in one second is one chain (a
-window of one second is never split), and a big shop fans out as its size is
-proven (about one extra window per ten pages).
+    requests <= 1                                    if N <= 100
+    requests <= floor(1.1 * ceil(N/100)) + WINDOW_SLACK   otherwise     (request_bound)
 
 ``expected`` (the number of objects the caller expects, e.g. the count of
-distinct ids the local accounts link) lets a big shop fan out from its first
-page instead. The bound then becomes ``floor(1.1 * ceil(max(N, expected)/100))``,
-which stays within ``1.1 * ceil(N/100) + retrieves`` whenever the linked ids
-that are not listed are each retrieved once (there are at least
-``expected - N`` of them).
+distinct ids the local accounts link) only raises ``P`` (so more windows may
+open early); the bound then reads ``floor(1.1 * ceil(max(N, expected)/100)) +
+WINDOW_SLACK``.
 """
 
 from __future__ import annotations
@@ -52,10 +65,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+import stripe
+
 __all__ = [
     "DEFAULT_WINDOW_WORKERS",
     "ENDPOINTS",
     "PAGE_SIZE",
+    "WINDOW_SLACK",
     "Endpoint",
     "ListStats",
     "Page",
@@ -69,7 +86,9 @@ __all__ = [
 
 PAGE_SIZE = 100  # Stripe's maximum page size
 DEFAULT_WINDOW_WORKERS = 8  # requests in flight per shop, at most
-MIN_PIECE_PAGES = 2  # a new window should expect at least this many pages
+WINDOW_SLACK = 12  # windows a listing may open beyond one per ten proven pages
+MIN_SPLIT_PAGES = 2  # a window is split only when it still expects this many pages
+STRIPE_EPOCH = 1_293_840_000  # 2011-01-01 UTC: no Stripe object is older (places cuts only)
 
 StripeDict = dict[str, Any]
 Page = tuple[list[StripeDict], bool]  # (objects as plain dicts, has_more)
@@ -94,26 +113,61 @@ ENDPOINTS: Mapping[str, Endpoint] = {
 
 
 def request_bound(objects: int, retrieves: int = 0) -> int:
-    """``floor(1.1 * max(1, ceil(objects/100))) + retrieves``: the most a listing may cost."""
+    """The most a listing of ``objects`` may cost (see the module docstring), plus ``retrieves``.
+
+    ``1`` when everything fits in one page, else ``floor(1.1 * ceil(objects/100)) +
+    WINDOW_SLACK``.
+    """
     pages = max(1, -(-objects // PAGE_SIZE))
-    return (11 * pages) // 10 + retrieves
+    if pages == 1:
+        return 1 + retrieves
+    return (11 * pages) // 10 + WINDOW_SLACK + retrieves
 
 
 def page_fetcher(client: Any, endpoint: Endpoint) -> PageFetcher:
     """A :data:`PageFetcher` over ``GET /v1/<endpoint>`` through ``client``.
 
-    Pages are read with ``client.raw_request`` as plain JSON: the same dicts
+    The page goes through the client's own requestor and HTTP client (headers,
+    rate limit, retries exactly as for ``client.v1.<endpoint>.list``), and a
+    successful body is parsed with ``orjson`` into plain dicts: the same dicts
     ``StripeObject.to_dict()`` gives, without building 100 ``StripeObject`` trees
-    first (about 30 ms of CPU per page of customers, which would cap a 2-core
-    machine near 30 pages/s across every shop). Errors are raised exactly as
-    ``client.v1.<endpoint>.list`` raises them, and the request goes through the
-    client's own HTTP client (rate limit and retries).
+    (about 40 ms of CPU per page of customers) nor stripe's ``json`` parse into
+    ``OrderedDict`` (about 1.5 ms). A non-2xx answer is handed to stripe's own
+    response handling, so errors are raised exactly as ``list`` raises them.
+    Falls back to ``client.raw_request`` when the requestor is not reachable.
     """
     path = f"/v1/{endpoint.service}"
+    requestor = getattr(client, "_requestor", None)
+    raw = getattr(requestor, "request_raw", None)
+    interpret = getattr(requestor, "_interpret_response", None)
 
     def fetch(params: dict[str, Any]) -> Page:
-        answer = client.raw_request("get", path, **{**endpoint.list_params, **params})
-        body = answer.data
+        query = {**endpoint.list_params, **params}
+        if raw is None or interpret is None:  # pragma: no cover - other stripe versions
+            body = client.raw_request("get", path, **query).data
+        else:
+            rbody, rcode, rheaders = raw(
+                "get",
+                path,
+                params=query,
+                options={},
+                base_address="api",
+                api_mode="V1",
+                usage=["opskit_list"],
+            )
+            if not 200 <= rcode < 300:
+                interpret(rbody, rcode, rheaders, "V1")  # raises stripe's error
+            try:
+                body = orjson.loads(rbody)
+            except orjson.JSONDecodeError as exc:
+                raise stripe.APIError(
+                    f"Invalid response body from API: {str(rbody)[:80]!r}",
+                    http_body=rbody,
+                    http_status=rcode,
+                    headers=rheaders,
+                ) from exc
+        if not isinstance(body, dict):
+            raise stripe.APIError(f"Invalid list page from API: {type(body).__name__}")
         return list(body.get("data") or []), bool(body.get("has_more"))
 
     return fetch
@@ -129,6 +183,7 @@ class Window:
     at: int | None = None  # its created
     newest: int | None = None  # created of the first object read
     objects: int = 0
+    pages: int = 0
     proven: bool = False  # the last page said has_more: at least one object remains
 
     def params(self) -> dict[str, Any]:
@@ -145,10 +200,15 @@ class Window:
         return params
 
     def density(self) -> float | None:
-        """Objects per second seen in this window, once it has read a full page."""
+        """Objects per second in the part of the range read so far, once a full page is read.
+
+        That part is ``[at, hi]`` (everything above the cursor has been read), so
+        a burst followed by a quiet stretch counts as the average it is.
+        """
         if self.objects < PAGE_SIZE or self.newest is None or self.at is None:
             return None
-        return self.objects / (self.newest - self.at + 1)
+        top = self.hi if self.hi is not None else self.newest
+        return self.objects / (top - self.at + 1)
 
 
 @dataclass
@@ -159,14 +219,18 @@ class ListStats:
     windows: int = 1
     objects: int = 0
     duplicates: int = 0
+    splits: int = 0
+    empty_windows: int = 0  # windows whose first page held nothing
 
 
 class WindowedLister:
     """List everything ``fetch_page`` serves, with up to ``workers`` requests in flight.
 
-    ``on_page(n)`` is called after each page with the number of objects it held.
-    The first exception raised by ``fetch_page`` stops the listing and is re-raised
-    by :meth:`run` once the requests in flight have returned.
+    ``keep(obj)`` turns each listed object into what :meth:`run` returns (default:
+    the object itself), so a caller that needs a few columns never holds whole
+    objects. ``on_page(n)`` is called after each page with the number of objects
+    it held. The first exception raised by ``fetch_page`` stops the listing and is
+    re-raised by :meth:`run` once the requests in flight have returned.
     """
 
     def __init__(
@@ -176,6 +240,7 @@ class WindowedLister:
         workers: int = DEFAULT_WINDOW_WORKERS,
         expected: int = 0,
         on_page: Callable[[int], None] | None = None,
+        keep: Callable[[StripeDict], Any] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers!r}")
@@ -183,53 +248,56 @@ class WindowedLister:
         self._workers = workers
         self._expected = max(0, int(expected))
         self._on_page = on_page
+        self._keep = keep
         self._lock = threading.Lock()
         self._finished = threading.Event()
-        self._objects: dict[str, StripeDict] = {}
-        self._live: list[Window] = []  # windows not finished
+        self._seen: set[str] = set()
+        self._kept: list[Any] = []
+        self._live: list[Window] = []  # windows not finished (each has one request in flight)
         self._proofs = 0
         self._error: BaseException | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.stats = ListStats()
 
-    def run(self) -> list[StripeDict]:
-        """Every object once, in no particular order."""
+    def run(self) -> list[Any]:
+        """Every object once (as ``keep`` made it), in no particular order."""
         with ThreadPoolExecutor(self._workers, thread_name_prefix="opskit-page") as pool:
             self._pool = pool
             with self._lock:
-                self._add(Window(None, None))
+                self._live.append(Window(None, None))
+                self._start(self._live[0])
             self._finished.wait()
         self._pool = None
         if self._error is not None:
             raise self._error
-        self.stats.objects = len(self._objects)
-        return list(self._objects.values())
+        self.stats.objects = len(self._kept)
+        return self._kept
 
     # -- under self._lock ------------------------------------------------------------
 
     def _start(self, window: Window) -> None:
         assert self._pool is not None
         self.stats.requests += 1
-        self._pool.submit(self._step, window)
-
-    def _add(self, window: Window) -> None:
-        self._live.append(window)
-        self._start(window)
+        self._pool.submit(self._step, window, window.params())
 
     def _retire(self, window: Window) -> None:
         self._live.remove(window)
+        if window.proven:
+            window.proven = False
+            self._proofs -= 1
         if not self._live:
             self._finished.set()
 
     # -- one page ----------------------------------------------------------------------
 
-    def _step(self, window: Window) -> None:
+    def _step(self, window: Window, params: dict[str, Any]) -> None:
         try:
-            data, has_more = self._fetch(window.params())
+            data, has_more = self._fetch(params)
             # Read what the lock section needs here: a malformed page must end the
             # listing with an error, not kill this thread and leave run() waiting.
             ids = [str(obj["id"]) for obj in data]
-            created = [int(data[0]["created"]), int(data[-1]["created"])] if data else []
+            created = [int(obj["created"]) for obj in data]
+            kept = data if self._keep is None else [self._keep(obj) for obj in data]
             if self._on_page is not None:
                 self._on_page(len(data))
         except BaseException as exc:  # noqa: BLE001 - handed back to run()
@@ -242,74 +310,131 @@ class WindowedLister:
             if self._error is not None:
                 self._retire(window)
                 return
-            for object_id, obj in zip(ids, data, strict=True):
-                if self._objects.setdefault(object_id, obj) is not obj:
-                    self.stats.duplicates += 1
-            if window.proven:
-                window.proven = False
-                self._proofs -= 1
-            if data:
-                if window.newest is None:
-                    window.newest = created[0]
-                window.cursor = ids[-1]
-                window.at = created[1]
-                window.objects += len(data)
-            if not (has_more and data):
-                self._retire(window)
-                return
+            self._take(window, data, ids, created, kept, has_more)
+            if self._live:
+                self._fill()
+
+    def _take(
+        self,
+        window: Window,
+        data: list[StripeDict],
+        ids: list[str],
+        created: list[int],
+        kept: list[Any],
+        has_more: bool,
+    ) -> None:
+        """Record one page of ``window`` and continue or retire it (lock held)."""
+        lo = window.lo
+        count = 0
+        crossed = False
+        for object_id, when, obj in zip(ids, created, kept, strict=True):
+            if lo is not None and when < lo:
+                crossed = True  # the window shrank while this page was in flight
+                break
+            if object_id in self._seen:
+                self.stats.duplicates += 1
+                continue
+            self._seen.add(object_id)
+            self._kept.append(obj)
+            count += 1
+        if window.pages == 0 and not data:
+            self.stats.empty_windows += 1
+        window.pages += 1
+        if count:
+            if window.newest is None:
+                window.newest = created[0]
+            window.cursor = ids[count - 1]
+            window.at = created[count - 1]
+            window.objects += count
+        if crossed or not has_more or not data:
+            self._retire(window)
+            return
+        if not window.proven:
             window.proven = True
             self._proofs += 1
-            for piece in self._split(window):
-                self._add(piece)
-            self._start(window)
+        self._start(window)
 
-    def _density(self, window: Window) -> float | None:
-        own = window.density()
-        if own is not None:
-            return own
-        rates = [d for w in self._live if (d := w.density()) is not None]
-        return max(rates) if rates else None
+    # -- splitting (lock held) ---------------------------------------------------------
 
-    def _remaining(self, window: Window, density: float) -> float:
-        """Expected objects still unread in a bounded window."""
-        top = window.at if window.at is not None else window.hi
-        if window.lo is None or top is None:
-            return 0.0
-        return density * max(0, top - window.lo + 1)
+    def _allowed_windows(self) -> int:
+        proven = max(len(self._seen) + self._proofs, self._expected)
+        return (-(-proven // PAGE_SIZE)) // 10 + WINDOW_SLACK
 
-    def _split(self, window: Window) -> list[Window]:
-        """New windows carved off the bottom of ``window``'s unread range (lock held)."""
-        idle = self._workers - len(self._live)
-        proven = max(len(self._objects) + self._proofs, self._expected)
-        slack = (-(-proven // PAGE_SIZE)) // 10 - (self.stats.windows - 1)
-        extra = min(idle, slack)
-        density = self._density(window)
-        if extra <= 0 or density is None or window.at is None:
-            return []
-        if window.lo is not None:
-            span = window.at - window.lo + 1
-            estimate = density * span
-        else:
-            others = sum(self._remaining(w, density) for w in self._live if w is not window)
-            estimate = self._expected - len(self._objects) - others
-            if estimate < PAGE_SIZE * MIN_PIECE_PAGES:
-                # Nothing expected, or the expectation is spent: assume as much again
-                # lies below as has been read so far.
-                estimate = max(len(self._objects), PAGE_SIZE)
-            span = max(1, math.ceil(estimate / density))
-        pieces = min(extra + 1, int(estimate // (PAGE_SIZE * MIN_PIECE_PAGES)), span)
+    def _fill(self) -> None:
+        """Use free request slots (and the window allowance) to split windows."""
+        while True:
+            free = self._workers - len(self._live)
+            allowance = self._allowed_windows() - self.stats.windows
+            if free <= 0 or allowance <= 0:
+                return
+            plans = [(p, w) for w in self._live if (p := self._splittable(w)) is not None]
+            if not plans:
+                return
+            plans.sort(key=lambda pw: pw[0][0], reverse=True)
+            (expected, top, floor), window = plans[0]
+            # As many pieces as keep each one at least as big as the next candidate
+            # (the rest of the free slots go to it on the next turn of the loop).
+            runner_up = plans[1][0][0] if len(plans) > 1 else 0.0
+            share = int(expected // max(runner_up, PAGE_SIZE * MIN_SPLIT_PAGES))
+            pieces = 1 + min(free, allowance, max(1, share))
+            new = self._cut(window, top, floor, pieces)
+            if not new:
+                return
+            self.stats.splits += 1
+            self.stats.windows += len(new)
+            for piece in new:
+                self._live.append(piece)
+                self._start(piece)
+
+    def _splittable(self, w: Window) -> tuple[float, int, int] | None:
+        """(objects expected below the page in flight, top of that range, its floor) or None."""
+        density = w.density()
+        if density is None or w.at is None:
+            return None
+        # The page in flight covers about one page's worth of seconds below w.at.
+        top = w.at - math.ceil(PAGE_SIZE / density)
+        floor = w.lo if w.lo is not None else min(STRIPE_EPOCH, top - 1)
+        if top - floor < 1:
+            return None  # one second left (or less): only the cursor can read it
+        expected = density * (top - floor + 1)
+        if expected < PAGE_SIZE * MIN_SPLIT_PAGES:
+            return None
+        return expected, top, floor
+
+    def _cut(self, window: Window, top: int, floor: int, pieces: int) -> list[Window]:
+        """Carve ``pieces - 1`` new windows off the bottom of ``window`` (lock held).
+
+        The range ``[floor, top]`` (seconds below the page in flight) is cut evenly
+        in time when the window has a lower bound, at geometric ages when it is the
+        open-ended bottom window. ``window`` keeps ``[first cut, hi]`` and its cursor.
+        """
+        span = top - floor + 1
+        pieces = min(pieces, span)
         if pieces < 2:
             return []
-        step = span / pieces
-        cuts = [window.at - round(step * i) + 1 for i in range(1, pieces)]  # descending lows
+        if window.lo is not None:
+            step = span / pieces
+            cuts = [top + 1 - round(step * i) for i in range(1, pieces)]
+        else:
+            density = window.density() or 1.0
+            near = max(1.0, MIN_SPLIT_PAGES * PAGE_SIZE / density)
+            far = max(float(span - 1), near * 2)
+            n = pieces - 1
+            if n > 1:  # ages near, ..., far in a geometric progression
+                ratio = (far / near) ** (1 / (n - 1))
+                ages = [near * ratio**i for i in range(n)]
+            else:
+                ages = [math.sqrt(near * far)]
+            cuts = [top + 1 - round(age) for age in ages]
+        lows = sorted({c for c in cuts if floor < c <= top}, reverse=True)
+        if not lows:
+            return []
+        bottom = window.lo
+        window.lo = lows[0]
         new: list[Window] = []
-        top_lo = window.lo
-        window.lo = cuts[0]
-        for i, lo in enumerate(cuts):
-            hi = lo - 1
-            below = cuts[i + 1] if i + 1 < len(cuts) else top_lo
-            new.append(Window(below, hi))
-        self.stats.windows += len(new)
+        for i, lo in enumerate(lows):
+            below = lows[i + 1] if i + 1 < len(lows) else bottom
+            new.append(Window(below, lo - 1))
         return new
 
 
@@ -319,8 +444,11 @@ def list_all(
     workers: int = DEFAULT_WINDOW_WORKERS,
     expected: int = 0,
     on_page: Callable[[int], None] | None = None,
-) -> tuple[list[StripeDict], ListStats]:
+    keep: Callable[[StripeDict], Any] | None = None,
+) -> tuple[list[Any], ListStats]:
     """Every object of one listing, and what it cost (see :class:`WindowedLister`)."""
-    lister = WindowedLister(fetch_page, workers=workers, expected=expected, on_page=on_page)
+    lister = WindowedLister(
+        fetch_page, workers=workers, expected=expected, on_page=on_page, keep=keep
+    )
     objects = lister.run()
     return objects, lister.stats

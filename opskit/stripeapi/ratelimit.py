@@ -87,6 +87,17 @@ class TokenBucket:
             self._sleep(wait)
         return wait
 
+    def drain(self) -> None:
+        """Spend every saved-up token: the next request waits one interval.
+
+        A worker process calls this when it takes over a key from another process
+        (see :func:`opskit.stripeapi.fetch.run_shop_job`): the other process may have
+        just used the key at full rate, and this bucket knows nothing of it.
+        """
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
+
     def try_acquire(self) -> bool:
         """Take one token if one is available now; never waits."""
         with self._lock:
