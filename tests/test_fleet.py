@@ -109,10 +109,10 @@ def test_listing_is_complete_on_random_creation_patterns(
     key = make_key("complete")
     ids = seed(sandbox, key, PATTERNS[pattern](n, rng))
     sandbox.configure(key=key, latency=0.005)
+    shops = [Shop(id=1, name=None, stripe_secret_key=key)]
     result = fetch.fetch_customers(
-        ctx_for(sandbox.url, test_rate_limit=1000.0), [Shop(id=1, name=None, stripe_secret_key=key)],
-        progress=False,
-    )  # fmt: skip
+        ctx_for(sandbox.url, test_rate_limit=1000.0), shops, progress=False
+    )
     listed = list(result.frame["stripe_customer_id"])
     assert sorted(listed) == sorted(ids)
     served = sandbox.request_count(key)
@@ -140,10 +140,8 @@ def test_a_one_page_shop_costs_one_request(sandbox: Sandbox) -> None:
     keys = [make_key(f"small{i}") for i in range(5)]
     for i, key in enumerate(keys):
         seed(sandbox, key, uniform(100 if i else 1, random.Random(i)))
-    result = fetch.fetch_customers(
-        ctx_for(sandbox.url), [Shop(id=i, name=None, stripe_secret_key=k) for i, k in enumerate(keys)],
-        progress=False,
-    )  # fmt: skip
+    shops = [Shop(id=i, name=None, stripe_secret_key=k) for i, k in enumerate(keys)]
+    result = fetch.fetch_customers(ctx_for(sandbox.url), shops, progress=False)
     assert result.requests == 5
     assert len(result.frame) == 401
 
