@@ -22,6 +22,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import InputError
 from opskit.common.models import Shop
 from opskit.core import reconcile
+from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
 from opskit.writes import actions, sync
 
@@ -54,8 +55,8 @@ def open_ops(
     return Ops(Context(db=Database(url, schema), settings=base))
 
 
-class Ops:
-    """One backend database plus the Stripe accounts of its shops."""
+class Ops(MoneyOps):
+    """One backend database plus the Stripe accounts of its shops (money methods: MoneyOps)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

@@ -183,3 +183,171 @@ def conform(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
         else:
             out[col] = pd.Series([pd.NA] * n, dtype=dtype)  # type: ignore[call-overload]
     return pd.DataFrame(out)
+
+
+# -- the money (issue 15): one frame per grain, Stripe's vocabulary -----------------------------
+# Local ids are opaque text; amounts are Int64 minor units beside their currency.
+
+PAYMENT_STATUSES = [
+    "match",
+    "amount_mismatch",
+    "currency_mismatch",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "ambiguous",
+    "paid_no_order",
+    "order_unpaid",
+    "shop_not_configured",
+    "shop_error",
+]
+
+MONEY_ORDERS: Spec = {  # the backend's orders as the money reports read them
+    "order_id": "string",
+    "shop_id": "string",
+    "account_id": "string",
+    "status": "string",
+    "amount": "Int64",  # minor units (cents), from the float euro total, half-up
+    "currency": "string",
+    "created_at": UTC_TIME,
+    "completed_at": UTC_TIME,
+}
+
+PAYMENTS: Spec = {  # one payment intent of one shop
+    "shop_id": "string",
+    "stripe_payment_intent_id": "string",
+    "stripe_charge_id": "string",  # the latest charge
+    "stripe_customer_id": "string",
+    "account_id": "string",  # the local account linking that customer (details)
+    "metadata_order_id": "string",  # metadata["order_id"], when someone wrote it
+    "status": "string",  # the payment intent's status
+    "amount": "Int64",
+    "amount_received": "Int64",
+    "amount_refunded": "Int64",
+    "currency": "string",
+    "fee": "Int64",  # from the charge's balance transaction
+    "net": "Int64",
+    "stripe_balance_transaction_id": "string",
+    "available_on": UTC_TIME,
+    "failure_code": "string",
+    "failure_message": "string",
+    "stripe_dispute_id": "string",
+    "dispute_status": "string",
+    "dispute_amount": "Int64",
+    "created_at": UTC_TIME,
+}
+
+BALANCE_TRANSACTIONS: Spec = {  # one ledger row of one shop's Stripe balance
+    "shop_id": "string",
+    "stripe_balance_transaction_id": "string",
+    "type": "string",
+    "reporting_category": "string",
+    "amount": "Int64",  # gross, signed
+    "fee": "Int64",
+    "net": "Int64",
+    "currency": "string",
+    "source": "string",  # ch_ / re_ / du_ / po_ ...
+    "stripe_payment_intent_id": "string",  # the payment the source belongs to, if any
+    "status": "string",  # available / pending
+    "payout": "string",  # the automatic payout that paid it out (itemization), else <NA>
+    "description": "string",
+    "created_at": UTC_TIME,
+    "available_on": UTC_TIME,
+}
+
+PAYOUTS: Spec = {  # one payout of one shop
+    "shop_id": "string",
+    "payout_id": "string",
+    "amount": "Int64",  # what reaches the bank (positive)
+    "currency": "string",
+    "status": "string",  # paid / pending / in_transit / canceled / failed
+    "automatic": "boolean",
+    "method": "string",
+    "arrival_at": UTC_TIME,  # Stripe's arrival_date
+    "created_at": UTC_TIME,
+    "stripe_balance_transaction_id": "string",
+    "itemized": "boolean",  # False: manual payout, Stripe cannot say what it contains
+    "item_count": "Int64",
+    "itemized_gross": "Int64",
+    "itemized_fee": "Int64",
+    "itemized_net": "Int64",  # equals amount when the itemization is complete
+    "difference": "Int64",  # amount - itemized_net; <NA> when not itemized
+    "check": "string",  # itemized_ok / sum_mismatch / manual_not_itemizable / not_itemized
+}
+
+PAYOUT_REPORT: Spec = {  # one (payout, reporting category) line; plus unpaid balance lines
+    "shop_id": "string",
+    "payout_id": "string",  # <NA> on unpaid_balance lines
+    "line": "string",  # category / manual_payout / unpaid_balance
+    "reporting_category": "string",
+    "count": "Int64",
+    "gross": "Int64",
+    "fee": "Int64",
+    "net": "Int64",
+    "currency": "string",
+    "automatic": "boolean",
+    "status": "string",
+    "arrival_at": UTC_TIME,
+    "detail": "string",
+}
+
+DAILY_OVERVIEW: Spec = {  # one shop (or all shops) x UTC day x currency
+    "shop_id": "string",  # <NA> on rows across shops (by="currency")
+    "day": UTC_TIME,  # midnight UTC
+    "currency": "string",
+    "sales": "Int64",  # gross of charges
+    "sales_count": "Int64",
+    "refunds": "Int64",  # signed (negative)
+    "refund_count": "Int64",
+    "disputes": "Int64",  # disputes and their reversals, signed
+    "adjustments": "Int64",  # other adjustments, signed
+    "fees": "Int64",  # what Stripe kept (positive)
+    "net": "Int64",  # net of every non-payout row
+    "payouts": "Int64",  # paid out to the bank (positive)
+    "payout_count": "Int64",
+    "failed_charge_count": "Int64",
+    "failed_charge_amount": "Int64",
+    "end_balance": "Int64",  # the Stripe balance (available + pending) at the day's end
+}
+
+PAYMENT_REPORT: Spec = {
+    "shop_id": "string",
+    "shop_name": "string",
+    "order_id": "string",
+    "account_id": "string",
+    "stripe_payment_intent_id": "string",
+    "status": pd.CategoricalDtype(PAYMENT_STATUSES, ordered=True),
+    "match_method": "string",  # metadata / scored / <NA>
+    "score": "Float64",  # 0..1, 1.0 for a metadata match
+    "runner_up_payment_intent_id": "string",  # the next best candidate (or order id's payment)
+    "runner_up_score": "Float64",
+    "order_status": "string",
+    "order_amount": "Int64",
+    "paid_amount": "Int64",  # amount_received
+    "refunded_amount": "Int64",
+    "currency": "string",  # the payment's (else the order's)
+    "order_currency": "string",
+    "fee": "Int64",
+    "net": "Int64",
+    "dispute_status": "string",
+    "order_created_at": UTC_TIME,
+    "paid_at": UTC_TIME,
+    "detail": "string",
+    "suggested_action": "string",
+}
+
+METADATA_PLAN: Spec = {  # proposed writes of metadata["order_id"] into payment intents
+    "shop_id": "string",
+    "stripe_payment_intent_id": "string",
+    "key": "string",
+    "old_value": "string",
+    "new_value": "string",
+    "score": "Float64",
+    "reason": "string",
+}
+
+METADATA_RESULT: Spec = {
+    **METADATA_PLAN,
+    "outcome": "string",  # written / already / conflict / error / refused
+    "detail": "string",
+}

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from opskit.sandbox import events, patches
+from opskit.sandbox import events, money, patches
 from opskit.sandbox.control import RequestRecord, Settings
 from opskit.sandbox.middleware import CONTROL_PREFIX, Pipeline
 from opskit.sandbox.patches import as_async, ls_server
@@ -31,6 +31,7 @@ def build_app(pipeline: Pipeline, sandbox: Sandbox) -> web.Application:
     app = web.Application(middlewares=[pipeline.middleware, events_mw])
     _add_control_routes(app, sandbox)
     events.add_routes(app)
+    money.install(app)  # fees, ledger, disputes, payouts (before the generic routes)
     add_routes(app)  # ours first: aiohttp takes the first matching route
     for route in ls_server.app.router.routes():
         info = route.resource.canonical if route.resource is not None else None
@@ -293,6 +294,23 @@ class Sandbox(EventsControl):
             raise ValueError("seed() needs a key this sandbox accepts")
         objs = list(objects)
         return self._on_loop(lambda: seed_into(self.pipeline.store_for(key), kind, objs))  # type: ignore[no-any-return]
+
+    def with_store(self, key: str, fn: Any) -> Any:
+        """Run ``fn(store)`` on ``key``'s store, under the store lock, with localstripe's
+        global store pointed at it (e.g. :func:`opskit.sandbox.money.backdate`)."""
+        if not self.pipeline.valid_key(key):
+            raise ValueError("with_store() needs a key this sandbox accepts")
+
+        def run() -> Any:
+            store = self.pipeline.store_for(key)
+            with patches.swap_lock:
+                old, patches.ls.store = patches.ls.store, store
+                try:
+                    return fn(store)
+                finally:
+                    patches.ls.store = old
+
+        return self._on_loop(run)
 
     def clear(self, key: str | None = None) -> None:
         """Drop ``key``'s store (or every store)."""

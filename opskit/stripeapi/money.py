@@ -1,0 +1,225 @@
+"""The money of many shops, each from its own Stripe account: one work item per shop.
+
+Public source function::
+
+    fetch_money(ctx, shops, since=..., until=..., kinds=..., itemize=..., balance=...)
+        -> MoneyResult(shops=[ShopMoney, ...], errors={shop_id: reason}, requests, minimum)
+
+The endpoints are data (:data:`ENDPOINTS`); each listing goes through
+:class:`opskit.stripeapi.paging.WindowedLister` (100 per page, ``created``
+windows inside the shop's rate limit) bounded to ``[since, until]``. Charges
+are listed with ``expand[]=data.balance_transaction``, so fees and nets come
+with them. ``balance_transactions`` are listed from ``since`` up to *now* when
+``ledger_to_now`` (end balances are walked back from today's ``GET
+/v1/balance``). Each automatic payout is itemized with ``GET
+/v1/balance_transactions?payout=po_...``; manual payouts cannot be (Stripe does
+not record what they contain) and are not asked about.
+
+``minimum`` counts the pages the same data needs at best: ``ceil(n/100)`` (at
+least one) per listing and per itemized payout, plus one for the balance; the
+benchmark compares ``requests`` with it. A shop that fails becomes
+``errors[shop_id]`` (one secret-free line) and the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import stripe
+from tqdm.auto import tqdm
+
+from opskit.common.config import Settings
+from opskit.common.context import Context
+from opskit.common.models import Shop, as_shop
+from opskit.common.stripe_errors import describe_error
+from opskit.core.ledger import ShopMoney
+from opskit.stripeapi import paging
+from opskit.stripeapi.clients import client_for_shop
+
+__all__ = ["ENDPOINTS", "KINDS", "MoneyJob", "MoneyResult", "fetch_money", "run_money_job"]
+
+ENDPOINTS = {
+    "intents": paging.Endpoint("payment_intents", "payment_intents"),
+    "charges": paging.Endpoint("charges", "charges", {"expand": ["data.balance_transaction"]}),
+    "refunds": paging.Endpoint("refunds", "refunds"),
+    "disputes": paging.Endpoint("disputes", "disputes"),
+    "transactions": paging.Endpoint("balance_transactions", "balance_transactions"),
+    "payouts": paging.Endpoint("payouts", "payouts"),
+}
+KINDS = tuple(ENDPOINTS)
+
+
+@dataclass
+class MoneyResult:
+    """Per-shop money of the shops that answered, the shops that failed, and the cost."""
+
+    shops: list[ShopMoney] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)  # shop_id -> API calls made
+    minimum: dict[str, int] = field(default_factory=dict)  # shop_id -> pages needed at best
+
+
+@dataclass(frozen=True)
+class MoneyJob:
+    """One shop's money reads; picklable. ``key`` is left out of ``repr``."""
+
+    shop_id: str
+    key: str = field(repr=False)
+    api_base: str | None
+    settings: Settings
+    kinds: tuple[str, ...]
+    since: int | None
+    until: int | None
+    ledger_to_now: bool = True
+    itemize: bool = True
+    balance: bool = True
+    window_workers: int = paging.DEFAULT_WINDOW_WORKERS
+
+
+def _epoch(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+def _pages(n: int) -> int:
+    return max(1, -(-n // paging.PAGE_SIZE))
+
+
+def _bounded(fetch: paging.PageFetcher, lo: int | None, hi: int | None) -> paging.PageFetcher:
+    """``fetch`` with every request's ``created`` range intersected with ``[lo, hi]``."""
+
+    def bounded(params: dict[str, Any]) -> paging.Page:
+        created = dict(params.get("created") or {})
+        if lo is not None:
+            created["gte"] = max(int(created.get("gte", lo)), lo)
+        if hi is not None:
+            created["lte"] = min(int(created.get("lte", hi)), hi)
+        if created:
+            params = {**params, "created": created}
+        return fetch(params)
+
+    return bounded
+
+
+def _with(fetch: paging.PageFetcher, extra: dict[str, Any]) -> paging.PageFetcher:
+    return lambda params: fetch({**params, **extra})
+
+
+def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
+    """``(money, minimum pages, error)`` for one shop; any failure is this shop's error."""
+    out = ShopMoney(job.shop_id)
+    minimum = 0
+    try:
+        shop = Shop(id=None, name=None, stripe_secret_key=job.key)
+        s = job.settings
+        rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
+        client = client_for_shop(
+            shop, api_base=job.api_base, rate_limit=rate, max_retry_wait=s.max_retry_wait
+        )
+        for kind in job.kinds:
+            hi = None if kind == "transactions" and job.ledger_to_now else job.until
+            fetch = _bounded(paging.page_fetcher(client, ENDPOINTS[kind]), job.since, hi)
+            objects, stats = paging.list_all(fetch, workers=job.window_workers)
+            out.requests += stats.requests
+            minimum += _pages(len(objects))
+            setattr(out, kind, objects)
+        if job.itemize:
+            path = paging.page_fetcher(client, ENDPOINTS["transactions"])
+            for po in out.payouts:
+                if not po.get("automatic"):
+                    continue
+                try:
+                    items, stats = paging.list_all(_with(path, {"payout": po["id"]}), workers=1)
+                except stripe.InvalidRequestError as exc:  # e.g. not reconciled yet
+                    out.requests += 1
+                    out.payout_errors[po["id"]] = describe_error(exc)
+                    continue
+                out.requests += stats.requests
+                minimum += _pages(len(items))
+                out.payout_items[po["id"]] = items
+        if job.balance:
+            out.balance = client.raw_request("get", "/v1/balance").data
+            out.requests += 1
+            minimum += 1
+    except Exception as exc:  # noqa: BLE001 - any failure of this shop is this shop's error
+        return ShopMoney(job.shop_id, requests=out.requests), minimum, describe_error(exc)
+    return out, minimum, None
+
+
+def _usable(shops: Iterable[Any]) -> list[Shop]:
+    seen: dict[str, Shop] = {}
+    for raw in shops:
+        shop = as_shop(raw)
+        if shop is None or shop.id is None or not shop.key_info.usable:
+            continue
+        seen.setdefault(str(shop.id), shop)
+    return [seen[k] for k in sorted(seen)]
+
+
+def fetch_money(
+    ctx: Context,
+    shops: Iterable[Any],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kinds: Sequence[str] = KINDS,
+    ledger_to_now: bool = True,
+    itemize: bool = True,
+    balance: bool = True,
+    executor: Executor | None = None,
+    progress: bool = True,
+    max_workers: int | None = None,
+) -> MoneyResult:
+    """Read ``kinds`` (see :data:`ENDPOINTS`) of every shop with a usable key.
+
+    ``since``/``until`` (tz-aware) bound the ``created`` time of what is listed;
+    shops without a usable key are skipped (the reports name them). Shops run
+    concurrently, at most ``Settings.max_shop_workers`` at a time, on a private
+    thread pool or on ``executor``.
+    """
+    unknown = [k for k in kinds if k not in ENDPOINTS]
+    if unknown:
+        raise ValueError(f"unknown money kinds {unknown}; known: {', '.join(KINDS)}")
+    jobs = [
+        MoneyJob(
+            shop_id=str(shop.id),
+            key=str(shop.stripe_secret_key).strip(),
+            api_base=ctx.api_base,
+            settings=ctx.settings,
+            kinds=tuple(kinds),
+            since=_epoch(since),
+            until=_epoch(until),
+            ledger_to_now=ledger_to_now,
+            itemize=itemize and "payouts" in kinds,
+            balance=balance,
+        )
+        for shop in _usable(shops)
+    ]
+    result = MoneyResult()
+    if not jobs:
+        return result
+    limit = max(1, int(max_workers or ctx.settings.max_shop_workers))
+    own = executor is None
+    pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-money")
+    try:
+        futures = [pool.submit(run_money_job, job) for job in jobs]
+        with tqdm(total=len(jobs), desc="Stripe money", unit="shop", disable=not progress) as bar:
+            for job, fut in zip(jobs, futures, strict=True):
+                try:
+                    money, minimum, error = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a lost worker: this shop only
+                    money, minimum, error = ShopMoney(job.shop_id), 0, describe_error(exc)
+                result.requests[job.shop_id] = money.requests
+                result.minimum[job.shop_id] = minimum
+                if error is not None:
+                    result.errors[job.shop_id] = error
+                else:
+                    result.shops.append(money)
+                bar.update(1)
+    finally:
+        if own:
+            pool.shutdown(wait=True)
+    return result
