@@ -81,7 +81,7 @@ def _id(value: Any) -> str | None:
 
 
 def _epoch(values: Iterable[Any]) -> pd.Series:
-    seconds = pd.array([None if v is None else int(v) for v in values], dtype="Int64")
+    seconds = pd.array([None if v is None or v != v else int(v) for v in values], dtype="Int64")
     return pd.Series(pd.to_datetime(seconds, unit="s", utc=True)).astype(UTC_TIME)
 
 
