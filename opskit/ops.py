@@ -25,9 +25,11 @@ from opskit.core import reconcile
 from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
 from opskit.writes import actions, sync
+from opskit.writes import refresh as refreshing
 
 ShopIds = Iterable[int] | int | None
 REPORTS = ("customers", "subscriptions")
+SOURCES = ("stripe", "refreshed")  # where a reconciliation reads Stripe's side
 log = logging.getLogger(__name__)
 
 
@@ -143,12 +145,17 @@ class Ops(MoneyOps):
         *,
         executor: Executor | None = None,
         progress: bool = True,
+        source: str = "stripe",
     ) -> dict[str, pd.DataFrame]:
         """Several reports from one read of the local data: ``{"customers": ..., ...}``.
 
         Loading a million accounts takes seconds, so the reports of one run share it.
+        ``source="refreshed"`` reads Stripe's side from opskit's copy kept by
+        :meth:`refresh` instead of listing every shop (same report, far fewer requests).
         """
-        local = self._local(shop_ids)
+        if source not in SOURCES:
+            raise InputError(f"unknown source {source!r}", guidance="Use 'stripe' or 'refreshed'.")
+        local = replace(self._local(shop_ids), source=source)
         runners = {"customers": self._customer_report, "subscriptions": self._subscription_report}
         unknown = [name for name in reports if name not in runners]
         if unknown:
@@ -163,14 +170,20 @@ class Ops(MoneyOps):
         # With a shop filter, the other shops are still asked about ids found nowhere,
         # so a link to another shop's customer reads wrong_shop, not missing_in_stripe.
         outside = [s for s in local.all_shops if s not in local.run]
-        result = fetch.fetch_customers(
-            self.ctx,
-            local.run,
-            link_ids=fetch.linked_ids(local.accounts, "stripe_customer_id"),
-            lookup_shops=outside,
-            executor=executor,
-            progress=progress,
-        )
+        links = fetch.linked_ids(local.accounts, "stripe_customer_id")
+        if local.source == "refreshed":
+            result = refreshing.local_customers(
+                self.ctx, local.run, link_ids=links, lookup_shops=outside
+            )
+        else:
+            result = fetch.fetch_customers(
+                self.ctx,
+                local.run,
+                link_ids=links,
+                lookup_shops=outside,
+                executor=executor,
+                progress=progress,
+            )
         return reconcile.reconcile_customers(
             local.shops,
             local.accounts,
@@ -182,13 +195,16 @@ class Ops(MoneyOps):
     def _subscription_report(
         self, local: _Local, executor: Executor | None, progress: bool
     ) -> pd.DataFrame:
-        result = fetch.fetch_subscriptions(
-            self.ctx,
-            local.run,
-            expected=fetch.size_hints(local.accounts, "stripe_subscription_id"),
-            executor=executor,
-            progress=progress,
-        )
+        if local.source == "refreshed":
+            result = refreshing.local_subscriptions(self.ctx, local.run)
+        else:
+            result = fetch.fetch_subscriptions(
+                self.ctx,
+                local.run,
+                expected=fetch.size_hints(local.accounts, "stripe_subscription_id"),
+                executor=executor,
+                progress=progress,
+            )
         return reconcile.reconcile_subscriptions(
             local.shops, local.accounts, result.frame, result.errors
         )
@@ -254,6 +270,99 @@ class Ops(MoneyOps):
         """Every write opskit made, newest first."""
         return audit.read_log(self.ctx.db, **filters)
 
+    # -- following Stripe by events ------------------------------------------------------
+
+    def refresh(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> refreshing.RefreshResult:
+        """Bring opskit's copy of each shop's Stripe up to date from its events.
+
+        Per shop, with its own key: the events since its cursor (stored by opskit,
+        re-reading a 5-minute overlap), oldest first, each id once, written only
+        where newer than the copy; no cursor, or one older than Stripe's 30-day
+        retention: the shop is read in full and the gap reported. Afterwards
+        ``reconcile(..., source="refreshed")`` gives the report a full run gives.
+
+        Returns a :class:`~opskit.writes.refresh.RefreshResult`: ``changes``
+        (``CHANGES``: one row per event of interest with its report status),
+        ``gaps`` (``REFRESH_GAPS``: full reads, skipped events, failed shops),
+        ``shops`` (``REFRESH_SHOPS``: mode, events, writes and requests per shop).
+        A failing shop is its own ``mode="error"`` row; the others go on.
+        """
+        local = self._local(shop_ids)
+        links = fetch.linked_ids(local.accounts, "stripe_customer_id")
+        results = refreshing.refresh(
+            self.ctx,
+            local.run,
+            {str(k): v for k, v in links.items()},
+            executor=executor,
+            progress=progress,
+        )
+        processed = [p for r in results for p in r.processed]
+        return refreshing.result_frames(results, self._findings(processed, local))
+
+    def changes(self, since: Any = None, shop_ids: ShopIds = None) -> pd.DataFrame:
+        """Every Stripe event opskit processed (refresh or webhook) since ``since``
+        (a time or anything ``pd.Timestamp`` reads, e.g. ``"2026-11-28"``; naive = UTC),
+        as ``CHANGES`` rows with their report status: "what changed since yesterday"."""
+        from opskit.backend.state import state_for
+
+        state = state_for(self.ctx.db)
+        when = None
+        if since is not None:
+            ts = pd.Timestamp(since)
+            when = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).to_pydatetime()
+        wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
+        rows = state.changes(when, None if wanted is None else [str(i) for i in wanted])
+        todo = rows[rows["report"].isna()]
+        if todo.empty:
+            return rows
+        processed = []
+        for shop_id, group in todo.groupby("shop_id"):
+            bodies = {e["id"]: e for e in state.event_bodies(str(shop_id), group["event_id"])}
+            for r in group.itertuples(index=False):
+                if r.event_id in bodies:
+                    processed.append(
+                        {
+                            "shop_id": str(shop_id),
+                            "event": bodies[r.event_id],
+                            "outcome": r.outcome,
+                            "outcome_detail": r.outcome_detail,
+                            "source": r.source,
+                        }
+                    )
+        touched = [
+            s for s in self.ctx.db.shop_objects().values() if str(s.id) in set(todo["shop_id"])
+        ]
+        local = self._local([s.id for s in touched])  # type: ignore[misc]
+        self._findings(processed, local)
+        return state.changes(when, None if wanted is None else [str(i) for i in wanted])
+
+    def _findings(self, processed: list[dict[str, Any]], local: _Local) -> pd.DataFrame:
+        """``CHANGES`` rows for processed events, statuses from the refreshed reports."""
+        from opskit.backend.state import state_for
+        from opskit.core import events as core_events
+
+        if not processed:
+            return core_events.finding_rows([], None, None, {})
+        touched = {str(p["shop_id"]) for p in processed}
+        run = [s for s in local.run if str(s.id) in touched]
+        ids: list[Any] = [s.id for s in run]
+        reports = self.reconcile(ids, progress=False, source="refreshed") if run else {}
+        acc = local.accounts
+        links = {
+            (str(s), str(c)): str(a)
+            for s, c, a in zip(
+                acc["shop_id"], acc["stripe_customer_id"], acc["account_id"], strict=True
+            )
+            if c is not pd.NA and c is not None
+        }
+        rows = core_events.finding_rows(
+            processed, reports.get("customers"), reports.get("subscriptions"), links
+        )
+        state_for(self.ctx.db).set_findings(rows)
+        return rows
+
     # -- helpers -------------------------------------------------------------------------
 
     def _shop_list(self, shop_ids: ShopIds) -> list[Any]:
@@ -280,6 +389,7 @@ class _Local:
     accounts: pd.DataFrame  # their accounts
     run: list[Shop]  # the run's shops, raw keys inside: for clients only
     all_shops: list[Shop]  # every shop of the backend (cross-shop lookups)
+    source: str = "stripe"  # "refreshed": Stripe's side from opskit's copy (see refresh)
 
 
 def _with_shop_errors(result: fetch.FetchResult) -> pd.DataFrame:

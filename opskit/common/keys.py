@@ -20,6 +20,8 @@ _KEY_RE = re.compile(r"^(sk|rk|pk)_(live|test)_([A-Za-z0-9]+)$")
 # to "_", a digit or "%3D"/"%20" (URL-encoded text) must be caught too; only a lowercase
 # letter before it ("task_live_...") marks an ordinary word.
 _KEY_IN_TEXT = re.compile(r"(?<![a-z])(sk|rk)_(live|test)_[A-Za-z0-9_\-]+")
+# Webhook signing secrets (``whsec_`` + token) are as secret as the keys.
+_WHSEC_IN_TEXT = re.compile(r"(?<![a-z])whsec_[A-Za-z0-9_\-]+")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def mask_key(raw: object) -> str | None:
     text = str(raw).strip()
     if not text:
         return None
-    m = re.match(r"^([a-z]{2}_(?:live|test)_)", text)
+    m = re.match(r"^([a-z]{2}_(?:live|test)_|whsec_)", text)
     prefix = m.group(1) if m else ""
     tail = text[-4:] if len(text) - len(prefix) > 8 else ""
     return f"{prefix}…{tail}" if prefix else f"…{tail}" if tail else "…"
@@ -78,7 +80,9 @@ def clean_secret_key(raw: object) -> str | None:
 
 
 def redact(text: str | None) -> str:
-    """Replace anything shaped like a secret or restricted key with its masked form."""
+    """Replace anything shaped like a secret or restricted key, or a webhook signing
+    secret (``whsec_``), with its masked form."""
     if not text:
         return ""
-    return _KEY_IN_TEXT.sub(lambda m: mask_key(m.group(0)) or "…", str(text))
+    text = _KEY_IN_TEXT.sub(lambda m: mask_key(m.group(0)) or "…", str(text))
+    return _WHSEC_IN_TEXT.sub(lambda m: mask_key(m.group(0)) or "…", text)

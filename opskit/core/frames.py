@@ -162,6 +162,58 @@ AUDIT: Spec = {
     "stripe_request_id": "string",
 }
 
+# ops.refresh() / ops.changes(): one row per Stripe event of interest (see opskit.core.events).
+CHANGES: Spec = {
+    "shop_id": "string",
+    "event_id": "string",
+    "event_type": "string",  # customer.updated, charge.refunded, ...
+    "created_at": UTC_TIME,  # the event's `created` (when it happened at Stripe)
+    "object_type": "string",  # customer / subscription / invoice / payment_intent / charge ...
+    "stripe_object_id": "string",
+    "stripe_customer_id": "string",
+    "account_id": "string",  # the local account linking that customer, <NA> when none
+    "report": "string",  # customers / subscriptions / payments: whose statuses `status` uses
+    "status": "string",  # that report's status for the object after the change; <NA>: no finding
+    "detail": "string",
+    "outcome": "string",  # applied / superseded / stale / refetch / recorded / duplicate / ignored
+    "outcome_detail": "string",
+    "source": "string",  # refresh / webhook
+}
+
+# ops.refresh(): what could not be followed by events, per shop.
+REFRESH_GAPS: Spec = {
+    "shop_id": "string",
+    "gap": "string",  # full_read / skipped_event / shop_error
+    "event_id": "string",
+    "event_type": "string",
+    "reason": "string",
+}
+
+# ops.refresh(): one row per shop.
+REFRESH_SHOPS: Spec = {
+    "shop_id": "string",
+    "mode": "string",  # events / full_read / error / not_configured
+    "events_read": "Int64",
+    "applied": "Int64",  # local copies written (events applied and objects re-read)
+    "skipped": "Int64",  # duplicate, stale, superseded or ignored events
+    "requests": "Int64",  # Stripe API requests made for this shop
+    "cursor_at": UTC_TIME,  # events up to here are now known
+    "error": "string",
+}
+
+# ops.webhook_deliveries(): every delivery the receiver got, raw body not included.
+WEBHOOK_DELIVERIES: Spec = {
+    "delivery_id": "Int64",
+    "received_at": UTC_TIME,
+    "shop_id": "string",
+    "event_id": "string",
+    "event_type": "string",
+    "status_code": "Int64",  # what the receiver answered
+    "outcome": "string",  # rejected / processed / duplicate / failed / replayed
+    "reason": "string",
+    "processed_at": UTC_TIME,
+}
+
 
 def empty(spec: Spec) -> pd.DataFrame:
     """A zero-row frame with every column of ``spec`` in its dtype."""

@@ -593,3 +593,20 @@ def _frame(spec: Spec, outcomes: Iterable[ShopOutcome], id_column: str) -> pd.Da
             df[col] = pd.to_datetime(seconds, unit="s", utc=True)
     df = df.drop_duplicates(["shop_id", id_column]).sort_values(["shop_id", id_column])
     return conform(df, spec)
+
+
+_FRAMES: Mapping[str, tuple[Callable[[int, Iterable[StripeDict]], list[StripeDict]], Spec, str]] = {
+    "customers": (customer_rows, CUSTOMERS, "stripe_customer_id"),
+    "subscriptions": (subscription_rows, SUBSCRIPTIONS, "stripe_subscription_id"),
+    "prices": (price_rows, PRICES, "stripe_price_id"),
+}
+
+
+def frame_of(kind: str, objects_by_shop: Mapping[Any, Iterable[StripeDict]]) -> pd.DataFrame:
+    """The frame a listing of ``kind`` (customers/subscriptions/prices) gives, built from
+    objects already at hand (opskit's local copy kept by events): same rows, same dtypes."""
+    to_rows, spec, id_column = _FRAMES[kind]
+    outcomes = [
+        ShopOutcome(shop_id, objects=list(objs)) for shop_id, objs in objects_by_shop.items()
+    ]
+    return _frame(to_rows, spec, outcomes, id_column)
