@@ -11,7 +11,7 @@ Tables (created on first use)::
     opskit_event_cursors     shop_id PK, cursor (Unix s: events before it are known),
                              full_read_at, refreshed_at
     opskit_stripe_objects    (shop_id, kind, object_id) PK, version (Unix s), event_id,
-                             deleted, body (the object's JSON as Stripe gave it)
+                             deleted, body (JSON: the object's frame row, as a listing keeps it)
     opskit_events            (shop_id, event_id) PK, type, created, object_kind, object_id,
                              customer_id, outcome, outcome_detail, source, processed_at,
                              account_id, report, status, detail (the finding)
@@ -64,7 +64,7 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class ObjectWrite:
-    """One local copy to write: ``body`` None with ``deleted`` False removes nothing."""
+    """One local copy to write: ``body`` is its frame row (``deleted`` True: a tombstone)."""
 
     kind: str
     object_id: str
@@ -262,23 +262,23 @@ class State:
         conn: sa.Connection,
         shop_id: str,
         kind: str,
-        bodies: Iterable[Mapping[str, Any]],
+        bodies: Mapping[str, Mapping[str, Any]],
         version: int,
     ) -> int:
-        """A full read: the shop's ``kind`` copies become exactly ``bodies``."""
+        """A full read: the shop's ``kind`` copies become exactly ``bodies`` (id -> row)."""
         t = self.objects
         conn.execute(t.delete().where(t.c.shop_id == str(shop_id), t.c.kind == kind))
         rows = [
             {
                 "shop_id": str(shop_id),
                 "kind": kind,
-                "object_id": str(b["id"]),
+                "object_id": str(oid),
                 "version": int(version),
                 "event_id": None,
                 "deleted": bool(b.get("deleted") is True),
                 "body": json.dumps(dict(b), sort_keys=True, default=str),
             }
-            for b in {str(b["id"]): b for b in bodies if b.get("id")}.values()
+            for oid, b in bodies.items()
         ]
         if rows:
             conn.execute(t.insert(), rows)
@@ -287,7 +287,7 @@ class State:
     def objects_of(
         self, kind: str, shop_ids: Iterable[str] | None
     ) -> dict[str, list[dict[str, Any]]]:
-        """``{shop_id: [object dicts]}`` of the local copies of ``kind``."""
+        """``{shop_id: [rows]}`` of the local copies of ``kind``."""
         self.ensure()
         t = self.objects
         stmt = sa.select(t.c.shop_id, t.c.body).where(t.c.kind == kind)

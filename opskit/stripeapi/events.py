@@ -105,30 +105,22 @@ def read_shop(
     ctx: Context, shop: Shop, link_ids: Collection[str] = ()
 ) -> tuple[dict[str, list[StripeDict]], int]:
     """One shop in full, as a reconciliation reads it: every customer (plus linked ids
-    the listing lacks: deleted ones come back as tombstones) and every subscription.
+    the listing lacks: deleted ones come back as tombstones) and every subscription,
+    as frame rows (:func:`opskit.stripeapi.fetch.object_rows`) by kind.
 
-    Raises the Stripe error of the first listing that fails.
+    Raises :class:`ShopReadFailed` (secret-free) when a listing fails.
     """
-    assert shop.stripe_secret_key is not None
     out: dict[str, list[StripeDict]] = {}
     requests = 0
     for kind, endpoint, ids in (
         ("customer", "customers", tuple(dict.fromkeys(link_ids))),
         ("subscription", "subscriptions", ()),
     ):
-        job = fetch.ShopJob(
-            kind=endpoint,
-            shop_id=shop.id,  # type: ignore[arg-type]
-            key=shop.stripe_secret_key.strip(),
-            api_base=ctx.api_base,
-            settings=ctx.settings,
-            retrieve_ids=ids,
-        )
-        outcome = fetch.run_shop_job(job)
+        outcome = fetch.run_shop_job(fetch.shop_job(ctx, endpoint, shop, retrieve_ids=ids))
         requests += outcome.requests
         if outcome.error is not None:
             raise ShopReadFailed(outcome.error, requests)
-        out[kind] = list(outcome.objects)
+        out[kind] = list(outcome.rows)
     return out, requests
 
 

@@ -595,18 +595,30 @@ def _frame(spec: Spec, outcomes: Iterable[ShopOutcome], id_column: str) -> pd.Da
     return conform(df, spec)
 
 
-_FRAMES: Mapping[str, tuple[Callable[[int, Iterable[StripeDict]], list[StripeDict]], Spec, str]] = {
-    "customers": (customer_rows, CUSTOMERS, "stripe_customer_id"),
-    "subscriptions": (subscription_rows, SUBSCRIPTIONS, "stripe_subscription_id"),
-    "prices": (price_rows, PRICES, "stripe_price_id"),
+_SPECS: Mapping[str, Spec] = {
+    "customers": CUSTOMERS,
+    "subscriptions": SUBSCRIPTIONS,
+    "prices": PRICES,
 }
 
 
-def frame_of(kind: str, objects_by_shop: Mapping[Any, Iterable[StripeDict]]) -> pd.DataFrame:
-    """The frame a listing of ``kind`` (customers/subscriptions/prices) gives, built from
-    objects already at hand (opskit's local copy kept by events): same rows, same dtypes."""
-    to_rows, spec, id_column = _FRAMES[kind]
+def object_rows(kind: str, shop_id: Any, objects: Iterable[StripeDict]) -> list[StripeDict]:
+    """Frame rows of Stripe objects of ``kind`` (customers/subscriptions/prices), exactly as a
+    listing keeps them (e.g. for the objects events carry)."""
+    return _ROWS[kind][0](shop_id, objects)
+
+
+def frame_of(kind: str, rows_by_shop: Mapping[Any, Iterable[StripeDict]]) -> pd.DataFrame:
+    """The frame a listing of ``kind`` gives, from rows already at hand (opskit's copy
+    kept by events): same rows, same dtypes. Each row takes the shop id it is filed under."""
     outcomes = [
-        ShopOutcome(shop_id, objects=list(objs)) for shop_id, objs in objects_by_shop.items()
+        ShopOutcome(shop_id, rows=[{**row, "shop_id": shop_id} for row in rows])
+        for shop_id, rows in rows_by_shop.items()
     ]
-    return _frame(to_rows, spec, outcomes, id_column)
+    return _frame(_SPECS[kind], outcomes, _ROWS[kind][1])
+
+
+def shop_job(ctx: Context, kind: str, shop: Shop, **kwargs: Any) -> ShopJob:
+    """The :class:`ShopJob` that lists (and/or retrieves) ``kind`` in ``shop``, for
+    :func:`run_shop_job` (``kwargs``: ``retrieve_ids``, ``listing``, ...)."""
+    return _job(ctx, kind, shop, **kwargs)

@@ -65,6 +65,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# local copy kind -> (fetch's endpoint name, the id column of its rows)
+_ENDPOINT = {"customer": "customers", "subscription": "subscriptions"}
+_ID = {"customer": "stripe_customer_id", "subscription": "stripe_subscription_id"}
+
 OVERLAP_SECONDS = 300  # events re-listed before the cursor (same second, late visibility)
 SKEW_SECONDS = 60  # a read at local second t is taken as Stripe's state at t - this
 STALE_AFTER_SECONDS = 300  # a webhook payload older than this is re-read before it is used
@@ -167,8 +171,9 @@ def _full_read(
     out.requests += requests
     version = started - SKEW_SECONDS
     with state.begin() as conn:
-        for kind, bodies in objects.items():
-            out.applied += state.replace_objects(conn, out.shop_id, kind, bodies, version)
+        for kind, rows in objects.items():
+            by_id = {str(r[_ID[kind]]): r for r in rows if r.get(_ID[kind])}
+            out.applied += state.replace_objects(conn, out.shop_id, kind, by_id, version)
         state.set_cursor(conn, out.shop_id, started, full=True)
     out.mode = "full_read"
     out.cursor = started
@@ -189,7 +194,7 @@ def _follow_events(
         stored = state.stored(conn, out.shop_id, keys)
     plan = plan_changes(events, stored, seen)
     out.duplicates = sum(1 for o, _ in plan.outcomes.values() if o == "duplicate")
-    writes, fetched = _writes(client, plan.changes.values())
+    writes, fetched = _writes(client, shop, plan.changes.values())
     out.requests += fetched
     new_cursor = max(cursor, started)
     with state.begin() as conn:
@@ -233,7 +238,12 @@ def _follow_events(
     out.cursor = new_cursor
 
 
-def _writes(client: Any, changes: Iterable[Change]) -> tuple[list[ObjectWrite], int]:
+def _row(kind: str, shop: Shop, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The frame row a listing keeps for one object."""
+    return fetch.object_rows(_ENDPOINT[kind], shop.id, [dict(obj)])[0]
+
+
+def _writes(client: Any, shop: Shop, changes: Iterable[Change]) -> tuple[list[ObjectWrite], int]:
     """Object writes for planned changes, re-reading the ones whose order is unknown."""
     writes: list[ObjectWrite] = []
     refetch: dict[str, list[Change]] = {}
@@ -242,7 +252,8 @@ def _writes(client: Any, changes: Iterable[Change]) -> tuple[list[ObjectWrite], 
             refetch.setdefault(ch.kind, []).append(ch)
         else:
             assert ch.body is not None
-            writes.append(ObjectWrite(ch.kind, ch.object_id, ch.version, ch.body, ch.event_id))
+            row = _row(ch.kind, shop, ch.body)
+            writes.append(ObjectWrite(ch.kind, ch.object_id, ch.version, row, ch.event_id))
     requests = 0
     for kind, group in refetch.items():
         started = int(time.time())
@@ -251,7 +262,7 @@ def _writes(client: Any, changes: Iterable[Change]) -> tuple[list[ObjectWrite], 
         )
         requests += n
         for ch in group:
-            body = found.get(ch.object_id) or tombstone(kind, ch.object_id)
+            body = _row(kind, shop, found.get(ch.object_id) or tombstone(kind, ch.object_id))
             writes.append(
                 ObjectWrite(
                     kind, ch.object_id, max(ch.version, started - SKEW_SECONDS), body, force=True
@@ -374,13 +385,15 @@ def process_event(
         client = stripe_events.shop_client(ctx, shop)
         started = int(time.time())
         found, _, _ = stripe_events.retrieve_objects(client, change.kind, [change.object_id])
-        body = found.get(change.object_id) or tombstone(change.kind, change.object_id)
+        obj = found.get(change.object_id) or tombstone(change.kind, change.object_id)
+        body = _row(change.kind, shop, obj)
         version = max(change.version, started - SKEW_SECONDS)
         writes.append(ObjectWrite(change.kind, change.object_id, version, body, force=True))
         outcome = ("refetch", outcome[1] or "late delivery: the object was re-read")
     elif change is not None and change.body is not None:
+        row = _row(change.kind, shop, change.body)
         writes.append(
-            ObjectWrite(change.kind, change.object_id, change.version, change.body, change.event_id)
+            ObjectWrite(change.kind, change.object_id, change.version, row, change.event_id)
         )
     with state.begin() as conn:
         recorded = state.record_event(
@@ -457,7 +470,8 @@ def local_customers(
     links = {sid(k): {str(i) for i in v} for k, v in (link_ids or {}).items()}
     by_shop: dict[Any, dict[str, dict[str, Any]]] = {s.id: {} for s in everyone}
     known: dict[str, dict[str, dict[str, Any]]] = {
-        sid(s.id): {str(o["id"]): o for o in copies.get(sid(s.id), [])} for s in everyone
+        sid(s.id): {str(o["stripe_customer_id"]): o for o in copies.get(sid(s.id), [])}
+        for s in everyone
     }
     live_anywhere: set[str] = set()
     for s in run:
@@ -490,14 +504,14 @@ def local_customers(
             client = stripe_events.shop_client(ctx, s)
             found, missing, n = stripe_events.retrieve_objects(client, "customer", rest)
             requests += n
-            by_shop[s.id].update(found)
+            by_shop[s.id].update({k: _row("customer", s, v) for k, v in found.items()})
             for other in everyone:
                 if not missing or other.id == s.id:
                     continue
                 client = stripe_events.shop_client(ctx, other)
                 found, missing, n = stripe_events.retrieve_objects(client, "customer", missing)
                 requests += n
-                by_shop[other.id].update(found)
+                by_shop[other.id].update({k: _row("customer", other, v) for k, v in found.items()})
         except Exception as exc:  # noqa: BLE001 - lookups are best effort, as in fetch
             log.warning(
                 "opskit: linked-id lookup for shop %s failed: %s", s.id, describe_error(exc)
