@@ -330,3 +330,47 @@ def test_seeded_multi_item_subscription(
     assert sub.status == "past_due" and sub.start_date == 1_700_000_000
     assert [(i.price.id, i.quantity) for i in sub["items"].data] == [(a, 1), (b, 3)]
     assert sub["items"].data[0].current_period_start == 1_700_000_000
+
+
+def test_test_clocks_hide_their_objects_and_move_time(
+    stripe_client: Client, fresh_key: str
+) -> None:
+    c = stripe_client(fresh_key)
+    [base] = _prices(c, 1000)
+    t0 = 1_800_000_000
+    clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": t0, "name": "c"})
+    pm = _pm(c)
+    cus = c.v1.customers.create(
+        params={
+            "test_clock": clock.id,
+            "payment_method": pm.id,
+            "invoice_settings": {"default_payment_method": pm.id},
+        }
+    )
+    other = c.v1.customers.create(params={"email": "plain@example.com"})
+    assert cus.test_clock == clock.id
+    assert [x.id for x in c.v1.customers.list().data] == [other.id]
+    assert [x.id for x in c.v1.customers.list(params={"test_clock": clock.id}).data] == [cus.id]
+    sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": base.id}]})
+    fresh = c.v1.subscriptions.create(
+        params={
+            "customer": cus.id,
+            "items": [{"price": base.id}],
+            "payment_behavior": "default_incomplete",
+        }
+    )
+    assert sub.start_date == t0 and sub.test_clock == clock.id
+    assert c.v1.subscriptions.list().data == []
+    assert len(c.v1.subscriptions.list(params={"test_clock": clock.id}).data) == 2
+    end = sub["items"].data[0].current_period_end
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": end + 60})
+    renewed = c.v1.subscriptions.retrieve(sub.id)
+    assert renewed.status == "active"
+    assert renewed["items"].data[0].current_period_start == end
+    assert len(c.v1.invoices.list(params={"subscription": sub.id}).data) == 2
+    assert c.v1.subscriptions.retrieve(fresh.id).status == "incomplete_expired"
+    with pytest.raises(stripe.InvalidRequestError, match="must be after"):
+        c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": t0})
+    c.v1.test_helpers.test_clocks.delete(clock.id)
+    assert c.v1.customers.retrieve(cus.id).deleted is True
+    assert c.v1.subscriptions.retrieve(sub.id).status == "canceled"

@@ -38,6 +38,9 @@ class RequestRecord:
     status: int  # 0 when the connection was dropped
     idempotency_key: str | None
     at: float
+    # Names of the parameters sent (query and form body, flattened as on the wire:
+    # "items[0][price]"), never their values: tests check them against Stripe's spec.
+    params: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class RequestRecord:
             "status": self.status,
             "idempotency_key": self.idempotency_key,
             "at": self.at,
+            "params": list(self.params),
         }
 
 

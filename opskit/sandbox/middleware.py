@@ -27,6 +27,7 @@ from opskit.sandbox.stores import IndexedStore
 
 CONTROL_PREFIX = "/_sandbox/"
 REQUEST_ID = web.RequestKey("request_id", str)  # events name the request that caused them
+PARAM_NAMES = web.RequestKey("param_names", tuple)  # for the request log (names, no values)
 
 
 def stripe_error(
@@ -102,6 +103,7 @@ class Pipeline:
                     status=status,
                     idempotency_key=idem,
                     at=time.time(),
+                    params=request.get(PARAM_NAMES, ()),
                 )
             )
 
@@ -187,6 +189,7 @@ class Pipeline:
             refused.headers["Stripe-Should-Retry"] = "true"
             return refused
         body = await request.read()  # cached by aiohttp: handlers read it again
+        request[PARAM_NAMES] = _param_names(body, request)
         assert self.store_lock is not None
         async with self.store_lock:
             store = self.store_for(key)
@@ -280,6 +283,20 @@ def _replay(prev: idempotency.Saved) -> web.Response:
 def _body_bytes(resp: web.Response) -> bytes:
     b = resp.body
     return bytes(b) if isinstance(b, (bytes, bytearray)) else b""
+
+
+def _param_names(body: bytes, request: web.Request) -> tuple[str, ...]:
+    names = list(request.query.keys())
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(body or b"null")
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            names += list(data)
+    else:
+        names += [k for k, _ in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)]
+    return tuple(dict.fromkeys(names))
 
 
 def _params(body: bytes, request: web.Request) -> tuple[tuple[str, str], ...]:

@@ -54,10 +54,10 @@ def price_dict(plan: Any) -> dict[str, Any]:
     one_time = getattr(plan, "_one_time", False)
     recurring = None
     if not one_time:
-        recurring = {
-            "aggregate_usage": None,
+        recurring = {  # aggregate_usage was removed at 2025-03-31.basil (meter replaces it)
             "interval": plan.interval,
             "interval_count": plan.interval_count,
+            "meter": None,
             "trial_period_days": plan.trial_period_days,
             "usage_type": plan.usage_type,
         }
@@ -191,7 +191,8 @@ def apply() -> None:
 
         ls.PaymentIntent.status = property(pi_status)  # type: ignore[method-assign,assignment]
 
-        from opskit.sandbox import errors, subscriptions
+        from opskit.sandbox import errors, shapes, subscriptions
 
         subscriptions.apply()
         errors.apply()
+        shapes.apply()

@@ -16,7 +16,7 @@ from aiohttp import web
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
-from opskit.sandbox import subscriptions
+from opskit.sandbox import subscriptions, testclocks
 from opskit.sandbox.patches import ls_server, price_dict
 from opskit.sandbox.stores import IndexedStore, ListQuery, iter_objects, run_list
 
@@ -141,6 +141,36 @@ def _eq(attr: str, value: Any) -> Callable[[Any], bool]:
     return lambda o: getattr(o, attr, None) == value
 
 
+def _one_of(attr: str, values: list[Any]) -> Callable[[Any], bool]:
+    return lambda o: getattr(o, attr, None) in values
+
+
+def _period(pos: int) -> Callable[[Any], Any]:
+    return lambda o: subscriptions.item_period(o.items._list[0])[pos]
+
+
+def _range(get: Callable[[Any], Any], spec: Any, name: str) -> Callable[[Any], bool]:
+    """A Stripe range filter (``{"gte": ...}`` or one value) on ``get(obj)``."""
+    if not isinstance(spec, dict):
+        v = _to_int(spec, name)
+        return lambda o: get(o) == v
+    bounds = {op: _to_int(x, f"{name}[{op}]") for op, x in spec.items()}
+    for op in bounds:
+        if op not in ("gt", "gte", "lt", "lte"):
+            raise unknown_param(f"{name}[{op}]")
+
+    def pred(o: Any) -> bool:
+        x = get(o)
+        return (
+            ("gt" not in bounds or x > bounds["gt"])
+            and ("gte" not in bounds or x >= bounds["gte"])
+            and ("lt" not in bounds or x < bounds["lt"])
+            and ("lte" not in bounds or x <= bounds["lte"])
+        )
+
+    return pred
+
+
 def _all(preds: list[Callable[[Any], bool]]) -> Callable[[Any], bool] | None:
     if not preds:
         return None
@@ -152,8 +182,11 @@ def generic_list(kind: str, url: str, filters: dict[str, str]) -> Handler:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         q, expand = list_query(kind, query(request), set(filters))
-        preds = []
+        preds: list[Callable[[Any], bool]] = []
         for k, v in q.extra.items():
+            if isinstance(v, list):  # ids[]=...: any of them
+                preds.append(_one_of(filters[k], v))
+                continue
             v = _to_bool(v)
             preds.append(_eq(filters[k], v))
         q.predicate = _all(preds)
@@ -175,9 +208,14 @@ async def customer_create(request: web.Request) -> web.StreamResponse:
     data = await body(request)
     expand = _expand(data)
     extras = _split(data, CUSTOMER_CREATE, CUSTOMER_EXTRAS)
+    clock = None
+    if extras.get("test_clock"):
+        clock = testclocks.get_clock(extras["test_clock"])
     obj = ls.Customer._api_create(**data)
     if "shipping" in extras:
         obj.shipping = extras["shipping"]
+    if clock is not None:
+        obj.test_clock = clock.id
     _clean_metadata(obj)
     return json_response(obj._export(expand=expand))
 
@@ -222,8 +260,11 @@ async def customer_delete(request: web.Request) -> web.StreamResponse:
 
 async def customer_list(request: web.Request) -> web.StreamResponse:
     q, expand = list_query("customer", query(request), {"email", "test_clock"})
+    clock = q.extra.get("test_clock")  # Stripe lists objects on a test clock only when asked
+    preds = [lambda o: testclocks.on_clock(o, clock)]
     if "email" in q.extra:
-        q.predicate = _eq("email", q.extra["email"])
+        preds.append(_eq("email", q.extra["email"]))
+    q.predicate = _all(preds)
     return list_response("/v1/customers", q, expand)
 
 
@@ -409,7 +450,9 @@ async def price_update(request: web.Request) -> web.StreamResponse:
 
 async def price_list(request: web.Request) -> web.StreamResponse:
     q, _ = list_query(
-        "plan", query(request), {"active", "product", "currency", "type", "lookup_keys"}
+        "plan",
+        query(request),
+        {"active", "product", "currency", "type", "lookup_keys", "recurring"},
     )
     preds: list[Callable[[Any], bool]] = []
     ex = q.extra
@@ -422,6 +465,14 @@ async def price_list(request: web.Request) -> web.StreamResponse:
     if "type" in ex:
         one = ex["type"] == "one_time"
         preds.append(lambda o: bool(getattr(o, "_one_time", False)) == one)
+    rec = ex.get("recurring")
+    if isinstance(rec, dict):
+        if "interval" in rec:
+            preds.append(
+                lambda o: not getattr(o, "_one_time", False) and o.interval == rec["interval"]
+            )
+        if "usage_type" in rec:
+            preds.append(lambda o: o.usage_type == rec["usage_type"])
     if "lookup_keys" in ex:
         keys = ex["lookup_keys"] if isinstance(ex["lookup_keys"], list) else [ex["lookup_keys"]]
         preds.append(lambda o: getattr(o, "lookup_key", None) in keys)
@@ -438,9 +489,30 @@ SUB_STATUSES = {
 
 
 def _sub_list(data: dict[str, Any], url: str) -> web.Response:
-    q, expand = list_query("subscription", data, {"customer", "status", "price", "plan"})
+    q, expand = list_query(
+        "subscription",
+        data,
+        {
+            "customer", "status", "price", "plan", "test_clock", "collection_method",
+            "current_period_end", "current_period_start", "automatic_tax", "customer_account",
+        },
+    )  # fmt: skip
     ex = q.extra
-    preds: list[Callable[[Any], bool]] = []
+    clock = ex.get("test_clock")
+    preds: list[Callable[[Any], bool]] = [lambda o: testclocks.on_clock(o, clock)]
+    if "collection_method" in ex:
+        preds.append(_eq("collection_method", ex["collection_method"]))
+    for field, pos in (("current_period_start", 0), ("current_period_end", 1)):
+        if field in ex:
+            preds.append(
+                _range(
+                    _period(pos),
+                    ex[field],
+                    field,
+                )
+            )
+    if "automatic_tax" in ex and _to_bool((ex["automatic_tax"] or {}).get("enabled")) is True:
+        preds.append(lambda o: False)  # the sandbox computes no tax
     status = ex.get("status")
     if status is not None and status not in SUB_STATUSES:
         raise UserError(400, f"Invalid status: {status}", {"param": "status"})
@@ -540,6 +612,7 @@ async def payment_method_list(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     subscriptions.add_routes(app)
+    testclocks.add_routes(app)
     r = app.router
     r.add_get("/v1/customers/search", customer_search)
     r.add_post("/v1/customers", customer_create)
@@ -557,10 +630,23 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/payment_intents", payment_intent_list)
     r.add_get("/v1/payment_methods", payment_method_list)
     for kind, url, filters in (
-        ("product", "/v1/products", {"active": "active"}),
+        (
+            "product",
+            "/v1/products",
+            {"active": "active", "ids": "id", "shippable": "shippable", "url": "url"},
+        ),
         ("plan", "/v1/plans", {"active": "active", "product": "product"}),
         ("charge", "/v1/charges", {"customer": "customer", "payment_intent": "payment_intent"}),
-        ("invoice", "/v1/invoices", {"customer": "customer", "subscription": "subscription"}),
+        (
+            "invoice",
+            "/v1/invoices",
+            {
+                "customer": "customer",
+                "subscription": "subscription",
+                "status": "status",
+                "collection_method": "collection_method",
+            },
+        ),  # fmt: skip
         ("refund", "/v1/refunds", {"charge": "charge", "payment_intent": "payment_intent"}),
     ):
         r.add_get(url, generic_list(kind, url, filters))

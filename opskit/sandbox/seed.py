@@ -125,7 +125,7 @@ def _subscription(o: dict[str, Any]) -> Any:
         trial_end=o.get("trial_end"),
         default_payment_method=o.get("default_payment_method"),
         description=o.get("description"),
-        test_clock=getattr(cus, "test_clock", None),
+        test_clock=cus.__dict__.get("test_clock"),
     )
     sub.trial_start = o.get("trial_start", sub.trial_start)
     sub.cancel_at_period_end = bool(o.get("cancel_at_period_end", False))

@@ -397,12 +397,7 @@ def subscription_dict(sub: Any, expand: Any = None) -> dict[str, Any]:
 
 
 def invoice_dict(inv: Any) -> dict[str, Any]:
-    out: dict[str, Any] = ls.StripeObject._export(inv)
-    if versions.at_least(versions.BASIL):
-        out.pop("payment_intent", None)
-        out.pop("subscription", None)
-        out.pop("charge", None)
-    return out
+    return cast(dict[str, Any], inv._export())  # version-shaped (shapes.invoice_view)
 
 
 def invoice_payments(inv: Any) -> dict[str, Any]:
@@ -766,15 +761,15 @@ async def subscription_create(request: web.Request) -> web.StreamResponse:
     if pm is not None:
         ls.PaymentMethod._api_retrieve(pm)
     trial_end = None
-    t0 = now()
+    t_now = t0 = now_for(cus.id)
     if data.get("backdate_start_date") not in (None, ""):
         t0 = to_int(data["backdate_start_date"], "backdate_start_date")
-        if t0 > now():
+        if t0 > t_now:
             raise invalid("backdate_start_date", "backdate_start_date must be in the past.")
     if data.get("trial_end") not in (None, ""):
         te = data["trial_end"]
-        trial_end = now() if te == "now" else to_int(te, "trial_end")
-        if te != "now" and trial_end <= now():
+        trial_end = t_now if te == "now" else to_int(te, "trial_end")
+        if te != "now" and trial_end <= t_now:
             raise invalid(
                 "trial_end", "Invalid timestamp: must be an integer Unix timestamp in the future."
             )
@@ -807,7 +802,7 @@ async def subscription_create(request: web.Request) -> web.StreamResponse:
             days_until_due=to_int(due, "days_until_due") if due not in (None, "") else None,
             payment_settings=ps if isinstance(ps, dict) else None,
             payment_behavior=behavior,
-            test_clock=getattr(cus, "test_clock", None),
+            test_clock=cus.__dict__.get("test_clock"),
         )
         if data.get("cancel_at_period_end") not in (None, ""):
             sub.cancel_at_period_end = to_bool(data["cancel_at_period_end"], "cancel_at_period_end")
@@ -949,13 +944,22 @@ async def subscription_update(request: web.Request) -> web.StreamResponse:
     return json_response(out)
 
 
-def cancel(sub: Subscription, reason: str = "cancellation_requested") -> None:
-    t = now()
-    sub.status = "canceled"
-    sub.canceled_at = t
-    sub.ended_at = t
-    sub.cancel_at_period_end = False
-    sub._cancellation_details["reason"] = reason
+def now_for(customer_id: Any) -> int:
+    """The time for ``customer_id``'s objects: its test clock's frozen time, else now."""
+    cus = store().get_obj("customer", str(customer_id)) if customer_id else None
+    clock_id = cus.__dict__.get("test_clock") if cus is not None else None
+    clock = store().get("test_clock:" + clock_id) if clock_id else None
+    return int(clock.frozen_time) if clock is not None else now()
+
+
+def expire(sub: Subscription, at: int) -> None:
+    """``incomplete`` for 23 hours: ``incomplete_expired``, its invoice voided."""
+    sub.status = "incomplete_expired"
+    sub.ended_at = at
+    _void_open_invoice(sub, at)
+
+
+def _void_open_invoice(sub: Any, t: int) -> None:
     if sub.latest_invoice:
         inv = store().get_obj("invoice", sub.latest_invoice)
         if inv is not None and inv.status == "open" and inv.payment_intent:
@@ -968,6 +972,18 @@ def cancel(sub: Subscription, reason: str = "cancellation_requested") -> None:
                 pi._canceled = True
             inv._voided = True
             inv.status_transitions["voided_at"] = t
+
+
+def cancel(
+    sub: Subscription, reason: str = "cancellation_requested", at: int | None = None
+) -> None:
+    t = at if at is not None else now_for(sub.customer)
+    sub.status = "canceled"
+    sub.canceled_at = t
+    sub.ended_at = t
+    sub.cancel_at_period_end = False
+    sub._cancellation_details["reason"] = reason
+    _void_open_invoice(sub, t)
     emit("customer.subscription.deleted", sub)
 
 
