@@ -21,7 +21,7 @@ from opskit.common.config import Settings
 from opskit.common.context import Context
 from opskit.common.exceptions import InputError
 from opskit.common.models import Shop
-from opskit.core import reconcile
+from opskit.core import enrich, reconcile
 from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
 from opskit.writes import actions, sync
@@ -92,7 +92,7 @@ class Ops(MoneyOps):
         result = fetch.fetch_customers(
             self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
         )
-        return _with_shop_errors(result)
+        return _with_shop_errors(result, self.shops(ids), ["stripe_customer_id"])
 
     def subscriptions(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
@@ -106,7 +106,7 @@ class Ops(MoneyOps):
         result = fetch.fetch_subscriptions(
             self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
         )
-        return _with_shop_errors(result)
+        return _with_shop_errors(result, self.shops(ids), ["stripe_subscription_id"])
 
     def prices(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
@@ -184,13 +184,14 @@ class Ops(MoneyOps):
                 executor=executor,
                 progress=progress,
             )
-        return reconcile.reconcile_customers(
+        report = reconcile.reconcile_customers(
             local.shops,
             local.accounts,
             result.frame,
             result.errors,
             other_shops=shops_frame(outside) if outside else None,
         )
+        return enrich.add_dashboard_links(report, local.shops, ["stripe_customer_id"])
 
     def _subscription_report(
         self, local: _Local, executor: Executor | None, progress: bool
@@ -205,8 +206,12 @@ class Ops(MoneyOps):
                 executor=executor,
                 progress=progress,
             )
-        return reconcile.reconcile_subscriptions(
+        report = reconcile.reconcile_subscriptions(
             local.shops, local.accounts, result.frame, result.errors
+        )
+        report = enrich.add_subscription_terms(report, result.frame)
+        return enrich.add_dashboard_links(
+            report, local.shops, ["stripe_subscription_id", "stripe_customer_id"]
         )
 
     @staticmethod
@@ -251,8 +256,16 @@ class Ops(MoneyOps):
     def create_payment_intent(
         self, account_id: int, amount: int, currency: str, **kwargs: Any
     ) -> dict[str, Any]:
-        """Create a PaymentIntent for the account's customer; amount in integer minor units."""
-        return actions.create_payment_intent(self.ctx, account_id, amount, currency, **kwargs)
+        """Create a PaymentIntent for the account's customer; amount in integer minor units.
+
+        The returned dict's ``client_secret`` is masked (``pi_…_secret_…``): it lets a
+        browser confirm the payment, so it is not for printing in a notebook or log.
+        """
+        intent = actions.create_payment_intent(self.ctx, account_id, amount, currency, **kwargs)
+        secret = intent.get("client_secret")
+        if isinstance(secret, str) and secret:
+            intent = {**intent, "client_secret": secret.split("_secret_")[0] + "_secret_…"}
+        return intent
 
     def create_subscription(self, account_id: int, price_id: str, **kwargs: Any) -> dict[str, Any]:
         """Subscribe the account's customer to a price and record it in details."""
@@ -392,8 +405,12 @@ class _Local:
     source: str = "stripe"  # "refreshed": Stripe's side from opskit's copy (see refresh)
 
 
-def _with_shop_errors(result: fetch.FetchResult) -> pd.DataFrame:
+def _with_shop_errors(
+    result: fetch.FetchResult, shops: pd.DataFrame | None = None, link_ids: list[str] | None = None
+) -> pd.DataFrame:
     frame = result.frame
+    if shops is not None and link_ids:  # each object's Stripe dashboard page
+        frame = enrich.add_dashboard_links(frame, shops, link_ids)
     frame.attrs["shop_errors"] = dict(result.errors)
     for shop_id, reason in result.errors.items():
         log.warning("opskit: Stripe failed for shop %s: %s", shop_id, reason)

@@ -214,12 +214,13 @@ def test_payment_panel_creates_payment_intent(session: DemoSession) -> None:
     assert panel.live_badge.value == ""
     panel.search.value = account["email"].upper()
     assert [v for _, v in panel.account.options] == [account["account_id"]]
-    panel.amount.value = 1999
+    panel.amount.value = "19.99"  # typed as people write money
     panel.currency.value = "usd"
-    assert "USD 19.99" in panel.amount_preview.value
+    assert "USD 19.99 = 1999 minor units" in panel.amount_preview.value
 
     panel.create_button.click()
     assert panel.confirm.pending and "USD 19.99" in panel.confirm.question.value
+    assert "1999 minor units" in panel.confirm.question.value
     panel.confirm.confirm_button.click()
     assert panel.message.kind == "success", panel.message.text
     intent_id = panel.last_result["id"]
@@ -247,7 +248,7 @@ def test_payment_panel_zero_decimal_currency(session: DemoSession) -> None:
     panel = widgets.payment_panel(session.ops)
     panel.shop.value = 4
     panel.search.value = account["email"]
-    panel.amount.value = 500
+    panel.amount.value = "500"
     panel.currency.value = "JPY"
     assert "JPY 500" in panel.amount_preview.value
     panel.create_button.click()
@@ -261,12 +262,12 @@ def test_payment_panel_refuses_bad_input_before_any_request(session: DemoSession
     panel = widgets.payment_panel(session.ops)
     panel.shop.value = 1
     before = session.sandbox.request_count()
-    panel.amount.value = 0
-    assert "must be positive" in panel.amount_preview.value
+    panel.amount.value = "0"
+    assert "zero" in panel.amount_preview.value
     panel.create_button.click()
     assert panel.message.kind == "error" and "What to do" in panel.message.value
     assert not panel.confirm.pending
-    panel.amount.value = 100
+    panel.amount.value = "1.00"
     panel.currency.value = "dollars"
     panel.create_button.click()
     assert panel.message.kind == "error" and "ISO" in panel.message.text
@@ -274,10 +275,12 @@ def test_payment_panel_refuses_bad_input_before_any_request(session: DemoSession
     unlinked = session.ops.accounts([1])
     unlinked = unlinked[unlinked["stripe_customer_id"].isna() & unlinked["details_error"].isna()]
     panel.currency.value = "usd"
-    panel.account.value = int(unlinked.iloc[0]["account_id"])
+    panel.account.value = unlinked.iloc[0]["account_id"]
     panel.create_button.click()
-    panel.confirm.confirm_button.click()
-    assert panel.message.kind == "error" and "create_customer" in panel.message.text
+    # Refused before the question, in the panel's terms: its own button, not a Python call.
+    assert not panel.confirm.pending
+    assert panel.message.kind == "warning" and "Create Stripe customer" in panel.message.text
+    assert "ops." not in panel.message.text
     assert session.sandbox.request_count() == before
 
 
@@ -291,11 +294,11 @@ def test_payment_panel_live_shop_needs_confirmation(session: DemoSession) -> Non
             "UPDATE accounts SET details = ? WHERE id = ?",
             (json.dumps({"stripe_customer_id": "cus_LiveLinked"}), int(panel.account.value)),
         )
-    panel.amount.value = 2500
+    panel.amount.value = "25.00"
     panel.currency.value = "gbp"
     panel.create_button.click()
     assert panel.confirm.pending
-    assert panel.confirm.confirm_button.description == "Confirm LIVE"
+    assert panel.confirm.confirm_button.description == "Create PaymentIntent (LIVE)"
     assert "LIVE" in panel.confirm.question.value
     panel.confirm.confirm_button.click()
     # Confirmed, so the guard let it through; the sandbox rejects live keys: shown, not raised.
@@ -344,10 +347,15 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
 
     panel.account.value = int(second["account_id"])
     sid2 = second["stripe_subscription_id"]
-    # A second subscription while one is live: refused with guidance (double billing).
+    # A second subscription while one is live: refused before the question, with guidance
+    # in the panel's terms (its checkbox and buttons, not "pass force=True").
+    before = session.sandbox.request_count()
     panel.create_button.click()
-    panel.confirm.confirm_button.click()
-    assert panel.message.kind == "error" and "Cancel it first" in panel.message.text
+    assert not panel.confirm.pending
+    assert panel.message.kind == "warning" and "bills twice" in panel.message.text
+    assert "allow a second live subscription" in panel.message.text
+    assert "force" not in panel.message.text and "ops." not in panel.message.text
+    assert session.sandbox.request_count() == before
 
     panel.subscription.value = sid2
     panel.cancel_now_button.click()
@@ -387,18 +395,18 @@ def test_payment_confirmation_is_for_what_was_asked(session: DemoSession) -> Non
     panel = widgets.payment_panel(session.ops, actor="stale-confirm")
     panel.shop.value = 1
     panel.search.value = account["email"]
-    panel.amount.value = 100
+    panel.amount.value = "1.00"
     panel.currency.value = "usd"
     panel.create_button.click()
     assert panel.confirm.pending and "USD 1.00" in panel.confirm.question.value
-    panel.amount.value = 999_999
+    panel.amount.value = "9999.99"
     assert not panel.confirm.pending
     panel.confirm.confirm_button.click()
     assert panel.last_result is None
     assert session.ops.audit_log(actor="stale-confirm").empty
 
     # Asked for a test shop, then switched to the live one: no unmarked live write.
-    panel.amount.value = 100
+    panel.amount.value = "1.00"
     panel.create_button.click()
     assert panel.confirm.pending
     panel.shop.value = 6
@@ -408,8 +416,10 @@ def test_payment_confirmation_is_for_what_was_asked(session: DemoSession) -> Non
 def test_subscription_confirmation_is_for_the_account_asked(session: DemoSession) -> None:
     panel = widgets.subscription_panel(session.ops, actor="stale-confirm-sub")
     panel.shop.value = 3
-    first, second = (v for _, v in panel.account.options[:2])
+    linked = [v for label, v in panel.account.options if "no Stripe customer" not in label]
+    first, second = linked[:2]
     panel.account.value = first
+    panel.force.value = True  # a live subscription is no reason to refuse in this test
     panel.create_button.click()
     assert panel.confirm.pending and str(first) in panel.confirm.question.value
     panel.account.value = second

@@ -12,12 +12,23 @@ DATABASE_URL_ENV = "OPSKIT_DATABASE_URL"
 STRIPE_API_BASE_ENV = "OPSKIT_STRIPE_API_BASE"
 ALLOW_LIVE_WRITES_ENV = "OPSKIT_ALLOW_LIVE_WRITES"
 DATA_DIR_ENV = "OPSKIT_DATA_DIR"
+EXPORT_DIR_ENV = "OPSKIT_EXPORT_DIR"
 
 
 def data_dir() -> Path:
     """Per-user directory for the embedded demo database (never the repo or cwd)."""
     override = os.environ.get(DATA_DIR_ENV)
     path = Path(override) if override else Path(platformdirs.user_data_dir("opskit"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_dir() -> Path:
+    """Where panels write their exports: ``OPSKIT_EXPORT_DIR``, else the per-user
+    documents folder's ``opskit`` (never the repository or the notebooks folder, so
+    files with customer emails do not land next to the code). Created on demand."""
+    override = os.environ.get(EXPORT_DIR_ENV)
+    path = Path(override) if override else Path(platformdirs.user_documents_dir()) / "opskit"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -111,7 +111,9 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            return {}, f"details is not valid JSON ({exc.msg} at char {exc.pos})"
+            # json's own messages can end in "at" ("Unterminated string starting at").
+            where = "char" if exc.msg.endswith(" at") else "at char"
+            return {}, f"details is not valid JSON ({exc.msg} {where} {exc.pos})"
     else:
         value = raw
     if not isinstance(value, dict):

@@ -71,6 +71,7 @@ CUSTOMERS: Spec = {
     "deleted": "boolean",
     "livemode": "boolean",
     "created_at": UTC_TIME,
+    "dashboard_url": "string",  # the customer's page in the shop's Stripe dashboard
 }
 
 SUBSCRIPTIONS: Spec = {
@@ -86,6 +87,7 @@ SUBSCRIPTIONS: Spec = {
     "current_period_end_at": UTC_TIME,
     "created_at": UTC_TIME,
     "canceled_at": UTC_TIME,
+    "dashboard_url": "string",  # the subscription's page in the shop's Stripe dashboard
 }
 
 PRICES: Spec = {
@@ -113,6 +115,7 @@ CUSTOMER_REPORT: Spec = {
     "stripe_name": "string",
     "detail": "string",
     "suggested_action": "string",
+    "dashboard_url": "string",  # the customer's page in the shop's Stripe dashboard
 }
 
 SUBSCRIPTION_REPORT: Spec = {
@@ -128,6 +131,12 @@ SUBSCRIPTION_REPORT: Spec = {
     "stripe_price_id": "string",
     "detail": "string",
     "suggested_action": "string",
+    # The Stripe subscription's terms, to size a finding (opskit.core.enrich):
+    "unit_amount": "Int64",  # minor units of `currency`, per interval
+    "currency": "string",
+    "interval": "string",
+    "current_period_end_at": UTC_TIME,
+    "dashboard_url": "string",  # the subscription's (else the customer's) dashboard page
 }
 
 SYNC_PLAN: Spec = {

@@ -318,7 +318,9 @@ def _to_json(
 
 
 def _cell(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
         return None
     if isinstance(value, pd.Timestamp):
         return value.tz_convert(None).to_pydatetime() if value.tzinfo else value.to_pydatetime()
@@ -379,6 +381,10 @@ def _write_table(
             if is_time:
                 ws.write_datetime(r, c, value, when)
                 longest = 19
+            elif col == "dashboard_url" and _is_dashboard_link(value):
+                # Only Stripe dashboard links become hyperlinks; any other text stays text.
+                ws.write_url(r, c, value, string=value)
+                longest = max(longest, len(value))
             else:
                 if isinstance(value, int | float | bool):
                     ws.write(r, c, value)
@@ -386,6 +392,35 @@ def _write_table(
                     ws.write_string(r, c, str(value))
                 longest = max(longest, len(str(value)))
         widths[c] = min(max(widths[c], longest + 2), 60)
+
+
+def _is_dashboard_link(value: Any) -> bool:
+    from opskit.core.enrich import DASHBOARD
+
+    return isinstance(value, str) and value.startswith(DASHBOARD) and value.isascii()
+
+
+def _money_cells(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Formatted amounts (``USD 9.00``) for the money columns of ``df`` that have a currency."""
+    from opskit.core.money import format_money
+
+    out: dict[str, list[str]] = {}
+    if "currency" not in df.columns:
+        return out
+    for col in ("unit_amount", "amount"):
+        if col not in df.columns or not pd.api.types.is_integer_dtype(df[col].dtype):
+            continue
+        texts = []
+        for amount, currency in zip(df[col].tolist(), df["currency"].tolist(), strict=True):
+            if _cell(amount) is None or not isinstance(currency, str):
+                texts.append("")
+                continue
+            try:
+                texts.append(format_money(int(amount), currency))
+            except ValueError:  # an unknown currency: the minor units as they are
+                texts.append(f"{amount} {currency}")
+        out[col] = texts
+    return out
 
 
 # -- chart -------------------------------------------------------------------------------------
@@ -598,14 +633,27 @@ def _html_section(name: str, df: pd.DataFrame, summary: pd.DataFrame | None) -> 
     out.append("".join(f"<th>{_esc(c)}</th>" for c in df.columns) + "</tr></thead><tbody>")
     columns = list(df.columns)
     status_at = columns.index("status") if has_status else -1
+    money = _money_cells(df)  # amounts shown as "USD 9.00", the minor units in the title
     rows = []
-    for rec in df.itertuples(index=False, name=None):
+    for n, rec in enumerate(df.itertuples(index=False, name=None)):
         attr = f' data-status="{_esc(rec[status_at])}"' if has_status else ""
-        cells = "".join(
-            f"<td>{_badge(str(v))}</td>" if i == status_at else f"<td>{_esc(v)}</td>"
-            for i, v in enumerate(rec)
-        )
-        rows.append(f"<tr{attr}>{cells}</tr>")
+        cells = []
+        for i, v in enumerate(rec):
+            col = columns[i]
+            if i == status_at:
+                cells.append(f"<td>{_badge(str(v))}</td>")
+            elif col == "dashboard_url" and _is_dashboard_link(v):
+                cells.append(
+                    f'<td><a href="{_esc(v)}" target="_blank" rel="noopener noreferrer">'
+                    "open in Stripe</a></td>"
+                )
+            elif col in money and money[col][n]:
+                cells.append(
+                    f'<td class="num" title="{_esc(v)} minor units">{_esc(money[col][n])}</td>'
+                )
+            else:
+                cells.append(f"<td>{_esc(v)}</td>")
+        rows.append(f"<tr{attr}>{''.join(cells)}</tr>")
     out.append("".join(rows) + "</tbody></table></div></section>")
     return "\n".join(out)
 

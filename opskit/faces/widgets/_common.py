@@ -17,6 +17,7 @@ from typing import Any
 
 import ipywidgets as w
 import pandas as pd
+import traitlets
 
 from opskit.common.exceptions import OpskitError
 from opskit.common.keys import redact
@@ -50,10 +51,40 @@ def esc(value: Any) -> str:
     return html.escape(redact(str(value)))
 
 
+# What to do, in a panel's own terms (its buttons and fields), for errors whose own
+# guidance speaks Python (``ops.sync_plan()``, ``confirm=True``): a panel user has no REPL.
+PANEL_GUIDANCE: dict[str, str] = {
+    "UnknownShop": "Pick a shop from the Shop list; it only offers the backend's shops.",
+    "UnknownAccount": "Search again and pick the account from the Account list.",
+    "InvalidAmount": "Type the amount as digits with a dot for decimals (19.99), and a "
+    "three-letter currency such as usd.",
+    "StaleWrite": "The data changed since the plan was built: press Build plan again and "
+    "review the rows.",
+    "StripeCustomerMissing": "Press Create Stripe customer first, or pick a linked account.",
+    "LiveWriteRefused": "Press the button again and answer the LIVE confirmation.",
+    "PartialWrite": "Press the same button again: Stripe returns the same object and it is "
+    "recorded then. The Stripe id is shown above.",
+    "UnknownSubscription": "Press Refresh: the subscription list is out of date.",
+    "StripeRetriesExhausted": "Stripe did not answer in time: wait a minute and press the "
+    "button again.",
+}
+
+
+def panel_guidance(exc: OpskitError) -> str:
+    """``exc``'s guidance as a panel shows it: no Python calls, only buttons and fields."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in PANEL_GUIDANCE:
+            return PANEL_GUIDANCE[cls.__name__]
+    return exc.guidance
+
+
 def describe_error(exc: BaseException) -> tuple[str, str]:
-    """``(what happened, what to do next)`` for any exception, without a traceback."""
+    """``(what happened, what to do next)`` for any exception, without a traceback.
+
+    The "what to do" is in the panel's own terms (:func:`panel_guidance`).
+    """
     if isinstance(exc, OpskitError):
-        return exc.message, exc.guidance
+        return exc.message, panel_guidance(exc)
     if is_stripe_error(exc):
         request_id = getattr(exc, "request_id", None)
         request = f" [request {request_id}]" if request_id else ""
@@ -126,12 +157,21 @@ class LiveBadge(w.HTML):
 
 
 class Confirm(w.VBox):
-    """The confirmation step: a question with Confirm / Cancel, hidden until asked."""
+    """The confirmation step: a question answered with verbs, hidden until asked.
+
+    The buttons say what they do ("Cancel subscription" / "Keep it"), never a bare
+    Confirm / Cancel, which reads backwards when the action itself is a cancel.
+    """
 
     def __init__(self) -> None:
         self.question = w.HTML()
-        self.confirm_button = w.Button(description="Confirm", button_style="danger", icon="check")
-        self.cancel_button = w.Button(description="Cancel", icon="times")
+        self.confirm_button = w.Button(
+            description="Confirm", button_style="danger", icon="check",
+            layout=w.Layout(width="auto"),
+        )  # fmt: skip
+        self.cancel_button = w.Button(
+            description="Go back", icon="times", layout=w.Layout(width="auto")
+        )
         super().__init__([self.question, w.HBox([self.confirm_button, self.cancel_button])])
         self.layout.display = "none"
         self._action: Callable[[], None] | None = None
@@ -142,14 +182,24 @@ class Confirm(w.VBox):
     def pending(self) -> bool:
         return self._action is not None
 
-    def ask(self, question: str, action: Callable[[], None], *, live: bool = False) -> None:
+    def ask(
+        self,
+        question: str,
+        action: Callable[[], None],
+        *,
+        live: bool = False,
+        yes: str = "Confirm",
+        no: str = "Go back",
+    ) -> None:
+        """Show ``question`` with a ``yes`` button (runs ``action``) and a ``no`` button."""
         warn = (
             '<b style="color:#b42318">LIVE key: this acts on real customers and money.</b><br>'
             if live
             else ""
         )
         self.question.value = f'<div style="padding:4px 0">{warn}{esc(question)}</div>'
-        self.confirm_button.description = "Confirm LIVE" if live else "Confirm"
+        self.confirm_button.description = f"{yes} (LIVE)" if live else yes
+        self.cancel_button.description = no
         self._action = action
         self.layout.display = "flex"
 
@@ -163,6 +213,71 @@ class Confirm(w.VBox):
         self.reset()
         if yes and action is not None:
             action()
+
+
+class CheckList(w.VBox):
+    """Rows with a checkbox each: a click toggles that row only (a native multi-select
+    replaces the whole selection on a plain click).
+
+    ``options`` is a list of ``(label, value)``; ``value`` is the tuple of checked
+    values, in option order, and can be set or observed like a SelectMultiple's.
+    """
+
+    value = traitlets.Tuple()
+
+    def __init__(self, *, max_height: str = "360px", css_class: str = "") -> None:
+        super().__init__([])
+        self._options: list[tuple[str, Any]] = []
+        self._boxes: list[w.Checkbox] = []
+        self._syncing = False
+        self.layout = w.Layout(max_height=max_height, overflow="auto", width="100%")
+        if css_class:
+            self.add_class(css_class)
+
+    @property
+    def options(self) -> list[tuple[str, Any]]:
+        return list(self._options)
+
+    @options.setter
+    def options(self, options: list[tuple[str, Any]]) -> None:
+        self._options = list(options)
+        self._boxes = []
+        for label, _value in self._options:
+            box = w.Checkbox(
+                value=False, description=label, indent=False,
+                layout=w.Layout(width="auto", margin="0"),
+            )  # fmt: skip
+            box.add_class("opskit-check")
+            box.observe(lambda _c: self._from_boxes(), names="value")
+            self._boxes.append(box)
+        self.children = tuple(self._boxes)
+        self.value = ()
+
+    @traitlets.observe("value")
+    def _to_boxes(self, change: Any) -> None:
+        if self._syncing:
+            return
+        wanted = set(change["new"])
+        self._syncing = True
+        try:
+            for box, (_label, value) in zip(self._boxes, self._options, strict=True):
+                box.value = value in wanted
+        finally:
+            self._syncing = False
+        ordered = tuple(v for _, v in self._options if v in wanted)
+        if ordered != tuple(change["new"]):
+            self.value = ordered
+
+    def _from_boxes(self) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            self.value = tuple(
+                v for box, (_, v) in zip(self._boxes, self._options, strict=True) if box.value
+            )
+        finally:
+            self._syncing = False
 
 
 class Progress(w.HBox):
@@ -278,30 +393,69 @@ def live_names(shops: pd.DataFrame, ids: list[int] | tuple[int, ...]) -> list[st
 
 
 def account_picker(shops: pd.DataFrame) -> tuple[w.Dropdown, LiveBadge, w.Text, w.Dropdown]:
-    """The shop dropdown, its LIVE badge, the email/name search and the account dropdown."""
+    """The shop dropdown, its LIVE badge, the account search and the account dropdown."""
     shop = w.Dropdown(
         options=shop_choices(shops), description="Shop", layout=w.Layout(width="420px")
     )
-    search = w.Text(description="Search", placeholder="email or name", continuous_update=False)
+    search = w.Text(
+        description="Search",
+        placeholder="email, name, account id or cus_…",
+        continuous_update=False,
+        layout=w.Layout(width="420px"),
+    )
     account = w.Dropdown(options=[], description="Account", layout=w.Layout(width="620px"))
     return shop, LiveBadge(), search, account
 
 
-def account_choices(accounts: pd.DataFrame, search: str) -> list[tuple[str, int]]:
-    """Accounts whose email or name contains ``search`` (case-insensitive)."""
+def account_matches(accounts: pd.DataFrame, search: str) -> pd.DataFrame:
+    """Accounts ``search`` finds: part of the email or name, or the account id or the
+    Stripe customer id (what the reports show), case-insensitive; all when empty."""
     text = search.strip().lower()
-    rows = accounts
-    if text:
-        hit = accounts["email"].str.lower().str.contains(text, regex=False) | accounts[
-            "name"
-        ].str.lower().str.contains(text, regex=False)
-        rows = accounts[hit.fillna(False).astype(bool)]
+    if not text or not len(accounts):
+        return accounts
+    hit = pd.Series(False, index=accounts.index)
+    for col in ("email", "name", "stripe_customer_id"):
+        if col in accounts.columns:
+            found = accounts[col].astype("string").str.lower().str.contains(text, regex=False)
+            hit |= found.fillna(False).astype(bool)
+    if "account_id" in accounts.columns:
+        ident = accounts["account_id"].astype("string").str.lower()
+        hit |= ident.eq(text.removeprefix("#")).fillna(False).astype(bool)
+    return accounts[hit]
+
+
+def account_choices(accounts: pd.DataFrame, search: str) -> list[tuple[str, Any]]:
+    """Dropdown options for the accounts :func:`account_matches` finds."""
     out = []
-    for row in rows.to_dict("records"):
-        linked = "" if isinstance(row["stripe_customer_id"], str) else "  (no Stripe customer)"
-        label = f"{row['email']} · {row['name']} (#{row['account_id']}){linked}"
-        out.append((label, int(row["account_id"])))
+    for row in account_matches(accounts, search).to_dict("records"):
+        linked = row.get("stripe_customer_id")
+        tail = f"  · {linked}" if isinstance(linked, str) else "  (no Stripe customer)"
+        email, name = row.get("email"), row.get("name")
+        who = " · ".join(dict.fromkeys(str(v) for v in (email, name) if isinstance(v, str) and v))
+        out.append((f"{who} (#{row['account_id']}){tail}", row["account_id"]))
     return out
+
+
+def no_account_found(
+    message: Message, all_accounts: pd.DataFrame, search: str, shop_label: str
+) -> None:
+    """Say that ``search`` found nothing in this shop, and in which shop it would."""
+    elsewhere = account_matches(all_accounts, search)
+    if len(elsewhere) and "shop_id" in elsewhere.columns:
+        shops = ", ".join(dict.fromkeys(str(s) for s in elsewhere["shop_id"]))
+        message.show(
+            "warning",
+            f"No account of shop {shop_label} matches {search.strip()!r}; "
+            f"it matches {len(elsewhere)} account(s) of shop {shops}.",
+            "Pick that shop in the Shop list: each shop has its own accounts and Stripe.",
+        )
+        return
+    message.show(
+        "warning",
+        f"No account of shop {shop_label} matches {search.strip()!r} "
+        "(searched email, name, account id and Stripe customer id).",
+        "Check the spelling, or clear Search to list every account of the shop.",
+    )
 
 
 # -- tables ------------------------------------------------------------------------------
@@ -313,13 +467,31 @@ _TABLE_CSS = (
 )
 
 
+_LINK_PREFIX = "https://dashboard.stripe.com/"
+
+
+def _cell_html(column: str, value: Any) -> str:
+    linkable = column in ("dashboard_url", "stripe") and isinstance(value, str)
+    if linkable and value.startswith(_LINK_PREFIX):
+        return (
+            f'<a href="{esc(value)}" target="_blank" rel="noopener noreferrer" '
+            f'title="{esc(value)}">open ↗</a>'
+        )
+    return esc(value)
+
+
 def frame_html(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, css_class: str = "") -> str:
-    """An escaped HTML table of ``df`` (first ``max_rows`` rows, with a note when cut)."""
-    cols = list(df.columns)
+    """An escaped HTML table of ``df`` (first ``max_rows`` rows, with a note when cut).
+
+    A ``dashboard_url`` (or ``stripe``) column shows as an "open ↗" link to the
+    object's page in the Stripe dashboard.
+    """
+    cols = [str(c) for c in df.columns]
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
     body = []
     for rec in df.head(max_rows).itertuples(index=False, name=None):
-        body.append("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in rec) + "</tr>")
+        cells = "".join(f"<td>{_cell_html(c, v)}</td>" for c, v in zip(cols, rec, strict=True))
+        body.append(f"<tr>{cells}</tr>")
     note = ""
     if len(df) > max_rows:
         note = f"<p><i>showing the first {max_rows} of {len(df)} rows</i></p>"
@@ -332,6 +504,58 @@ def frame_html(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, css_class: s
         f'<thead style="position:sticky;top:0;background:#f0f4f8"><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>{note}"
     )
+
+
+def money_text(amount: Any, currency: Any) -> str:
+    """``"USD 9.00"`` for minor units and a currency; empty when either is missing."""
+    from opskit.core.money import format_money
+
+    if amount is None or currency is None or pd.isna(amount) or pd.isna(currency):
+        return ""
+    return format_money(int(amount), str(currency))
+
+
+def finding_view(report: pd.DataFrame) -> pd.DataFrame:
+    """A report as a panel shows it: who, status and *why* side by side, then the
+    amount and period (subscriptions) and the Stripe link; the full frame is exported.
+
+    ``why`` is the row's own reason (detail, the differing fields, else what the
+    status means) and ``to do`` its suggested action.
+    """
+    from opskit.reports.files import STATUS_HELP
+
+    n = len(report)
+    out: dict[str, Any] = {}
+    if "shop_name" in report.columns:
+        out["shop"] = [
+            f"{i} · {name}" if isinstance(name, str) else str(i)
+            for i, name in zip(report["shop_id"], report["shop_name"], strict=True)
+        ]
+    for col in ("account_id", "stripe_customer_id", "stripe_subscription_id", "status"):
+        if col in report.columns:
+            out[col] = report[col].astype("string").tolist()
+    why = pd.Series(pd.NA, index=report.index, dtype="string")
+    if "detail" in report.columns:
+        why = report["detail"].astype("string")
+    if "mismatch_fields" in report.columns:
+        fields = "differ: " + report["mismatch_fields"].astype("string")
+        why = why.fillna(fields)
+    if "status" in report.columns:
+        why = why.fillna(report["status"].astype("string").map(STATUS_HELP).astype("string"))
+    out["why"] = why.tolist()
+    if "suggested_action" in report.columns:
+        out["to do"] = report["suggested_action"].astype("string").tolist()
+    if {"unit_amount", "currency"} <= set(report.columns):
+        per = report["interval"] if "interval" in report.columns else [pd.NA] * n
+        out["amount"] = [
+            money_text(a, c) + (f" / {i}" if isinstance(i, str) and money_text(a, c) else "")
+            for a, c, i in zip(report["unit_amount"], report["currency"], per, strict=True)
+        ]
+    if "current_period_end_at" in report.columns:
+        out["period ends"] = report["current_period_end_at"].dt.strftime("%Y-%m-%d").tolist()
+    if "dashboard_url" in report.columns:
+        out["stripe"] = report["dashboard_url"].astype("string").tolist()
+    return pd.DataFrame(out, index=range(n))
 
 
 def heading(text: str) -> w.HTML:

@@ -1,4 +1,9 @@
-"""The payment panel: pick a shop and an account, enter an amount, create a PaymentIntent."""
+"""The payment panel: pick a shop and an account, type an amount, create a PaymentIntent.
+
+The amount is typed as people write money (``19.99``), read by
+:func:`opskit.core.money_entry.parse_amount` (Decimal, the currency's exponent, no
+rounding), and the minor units are shown before and in the confirmation.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from opskit.faces.widgets._common import (
     guarded,
     heading,
     live_names,
+    no_account_found,
     set_options,
 )
 from opskit.ops import Ops
@@ -34,7 +40,10 @@ class PaymentPanel(w.VBox):
 
         self.shops_frame = ops.shops()
         self.shop, self.live_badge, self.search, self.account = account_picker(self.shops_frame)
-        self.amount = w.IntText(value=0, description="Amount")
+        self.amount = w.Text(
+            value="", description="Amount", placeholder="19.99", continuous_update=True,
+            layout=w.Layout(width="200px"),
+        )  # fmt: skip
         self.currency = w.Text(value="usd", description="Currency", layout=w.Layout(width="180px"))
         self.amount_preview = w.HTML()
         self.description = w.Text(description="Description", placeholder="optional")
@@ -44,6 +53,10 @@ class PaymentPanel(w.VBox):
             layout=w.Layout(width="220px"),
         )  # fmt: skip
         self.new_button = w.Button(description="New payment", icon="plus")
+        self.customer_button = w.Button(
+            description="Create Stripe customer…", icon="user-plus",
+            layout=w.Layout(width="220px", display="none"),
+        )  # fmt: skip
         self.confirm = Confirm()
         self.message = Message()
         self.result = w.HTML()
@@ -54,9 +67,12 @@ class PaymentPanel(w.VBox):
                 self.shop,
                 self.live_badge,
                 self.search,
-                self.account,
+                w.HBox([self.account, self.customer_button]),
                 w.HBox([self.amount, self.currency, self.amount_preview]),
-                w.HTML("<small>Amount in minor units: 1999 = USD 19.99; 500 = JPY 500.</small>"),
+                w.HTML(
+                    "<small>Type the amount as you would write it, with a dot for "
+                    "decimals: 19.99 in USD is 1999 cents; JPY has no decimals (500).</small>"
+                ),
                 self.description,
                 w.HBox([self.actor, self.create_button, self.new_button]),
                 self.confirm,
@@ -68,6 +84,9 @@ class PaymentPanel(w.VBox):
 
         self.shop.observe(lambda _c: self._load_accounts(), names="value")
         self.search.observe(lambda _c: self._filter_accounts(), names="value")
+        # A result or message about one account never stays on show for another.
+        for field in (self.shop, self.account):
+            field.observe(lambda _c: self._subject_changed(), names="value")
         for field in (self.amount, self.currency):
             field.observe(lambda _c: self._preview(), names="value")
         # Any change to what the open question describes withdraws it: Confirm runs what was asked.
@@ -76,7 +95,9 @@ class PaymentPanel(w.VBox):
             field.observe(lambda _c: self.confirm.reset(), names="value")
         self.create_button.on_click(lambda _b: self.ask_create())
         self.new_button.on_click(lambda _b: self.new_payment())
+        self.customer_button.on_click(lambda _b: self.ask_create_customer())
         guarded(self.message)(self._load_accounts)()
+        self._subject_changed()
         self._preview()
 
     # -- inputs --------------------------------------------------------------------------
@@ -91,24 +112,64 @@ class PaymentPanel(w.VBox):
         if not len(self._accounts):
             self.account.options = []
             return
-        set_options(self.account, account_choices(self._accounts, self.search.value))
+        options = account_choices(self._accounts, self.search.value)
+        set_options(self.account, options)
+        if not options and self.search.value.strip():
+            no_account_found(
+                self.message, self.ops.accounts(), self.search.value, str(self.shop.label)
+            )
+
+    def _account_row(self) -> dict[str, Any] | None:
+        if self.account.value is None or not len(self._accounts):
+            return None
+        hit = self._accounts[self._accounts["account_id"].eq(self.account.value)]
+        return hit.iloc[0].to_dict() if len(hit) else None
+
+    def _has_customer(self) -> bool:
+        row = self._account_row()
+        return row is not None and isinstance(row.get("stripe_customer_id"), str)
+
+    def _subject_changed(self) -> None:
+        """Another shop or account: forget what was shown about the previous one."""
+        self.last_result = None
+        self.result.value = ""
+        self.message.clear()
+        no_customer = self.account.value is not None and not self._has_customer()
+        self.customer_button.layout.display = "flex" if no_customer else "none"
+        if no_customer:
+            self.message.show(
+                "info",
+                "This account has no Stripe customer yet, so it cannot be charged.",
+                "Press Create Stripe customer, then create the payment.",
+            )
 
     def money(self) -> tuple[int, str]:
-        """The validated ``(amount, currency)``; raises InvalidAmount."""
-        from opskit.core.money import validate_amount
+        """``(minor units, currency)`` from what was typed; raises InvalidAmount."""
+        from opskit.core.money import validate_currency
+        from opskit.core.money_entry import parse_amount
 
-        return validate_amount(self.amount.value, self.currency.value)
+        code = validate_currency(self.currency.value)
+        return parse_amount(self.amount.value, code), code.lower()
 
     def _preview(self) -> None:
         from opskit.common.exceptions import InvalidAmount
-        from opskit.core.money import format_money
+        from opskit.core.money_entry import describe_entry
 
-        try:
-            amount, currency = self.money()
-        except InvalidAmount as exc:
-            self.amount_preview.value = f'<span style="color:#b42318">{esc(exc.message)}</span>'
+        if not self.amount.value.strip():  # nothing typed yet: a hint, not an error
+            self.amount_preview.value = (
+                '<span class="opskit-amount-hint" style="color:#52606d">'
+                "type the amount, e.g. 19.99</span>"
+            )
             return
-        self.amount_preview.value = f"<b>= {esc(format_money(amount, currency))}</b>"
+        try:
+            text = describe_entry(self.amount.value, self.currency.value)
+        except InvalidAmount as exc:
+            self.amount_preview.value = (
+                f'<span class="opskit-amount-error" style="color:#b42318">{esc(exc.message)}'
+                f"<br><small>{esc(exc.guidance)}</small></span>"
+            )
+            return
+        self.amount_preview.value = f'<b class="opskit-amount-ok">= {esc(text)}</b>'
 
     # -- actions -------------------------------------------------------------------------
 
@@ -120,13 +181,24 @@ class PaymentPanel(w.VBox):
             if self.account.value is None:
                 self.message.show("warning", "No account selected.", "Search and pick an account.")
                 return
+            if not self._has_customer():  # linked since the list was read?
+                self._accounts = self.ops.accounts([self.shop.value])
+            if not self._has_customer():  # refused before asking, not after
+                self.message.show(
+                    "warning",
+                    "This account has no Stripe customer yet, so it cannot be charged.",
+                    "Press Create Stripe customer, then create the payment.",
+                )
+                return
             label = self.account.label or str(self.account.value)
             self.message.clear()
             self.confirm.ask(
-                f"Create a PaymentIntent of {format_money(amount, currency)} for {label} "
-                f"in shop {self.shop.label}?",
+                f"Create a PaymentIntent of {format_money(amount, currency)} "
+                f"({amount} minor units) for {label} in shop {self.shop.label}?",
                 guarded(self.message, self.create_button)(self.create),
                 live=self.live_badge.live,
+                yes="Create PaymentIntent",
+                no="Don't create",
             )
 
         guarded(self.message)(ask)()
@@ -137,7 +209,7 @@ class PaymentPanel(w.VBox):
 
         amount, currency = self.money()
         intent = self.ops.create_payment_intent(
-            int(self.account.value),
+            self.account.value,
             amount,
             currency,
             description=self.description.value.strip() or None,
@@ -173,6 +245,39 @@ class PaymentPanel(w.VBox):
         else:
             self.message.show("success", f"Created PaymentIntent {intent['id']} for {shown}.")
 
+    def ask_create_customer(self) -> None:
+        """Ask, then create the selected account's Stripe customer in its shop."""
+        row = self._account_row()
+        if row is None:
+            self.message.show("warning", "No account selected.", "Search and pick an account.")
+            return
+        label = self.account.label or str(self.account.value)
+        account_id = self.account.value
+        self.message.clear()
+        self.confirm.ask(
+            f"Create a Stripe customer for {label} in shop {self.shop.label} and link it?",
+            guarded(self.message, self.customer_button, self.create_button)(
+                lambda: self.create_customer(account_id)
+            ),
+            live=self.live_badge.live,
+            yes="Create customer",
+            no="Don't create",
+        )
+
+    def create_customer(self, account_id: Any) -> None:
+        """Create and link the account's Stripe customer (called by the confirmation)."""
+        customer = self.ops.create_customer(account_id, actor=self.actor.value, confirm=True)
+        self._accounts = self.ops.accounts([self.shop.value])
+        self._filter_accounts()
+        if account_id in [v for _, v in self.account.options]:
+            self.account.value = account_id
+        self._subject_changed()
+        self.message.show(
+            "success",
+            f"Created Stripe customer {customer['id']} and linked it to the account.",
+            "Now type the amount and press Create PaymentIntent.",
+        )
+
     def new_payment(self) -> None:
         """Forget the last payment: the next Create makes a new PaymentIntent."""
         self._nonce = uuid.uuid4().hex
@@ -182,5 +287,5 @@ class PaymentPanel(w.VBox):
 
 
 def payment_panel(ops: Ops, *, actor: str | None = None) -> PaymentPanel:
-    """A panel to create a PaymentIntent for one account (amounts in minor units)."""
+    """A panel to create a PaymentIntent for one account (amount typed as ``19.99``)."""
     return PaymentPanel(ops, actor=actor)

@@ -12,6 +12,7 @@ from opskit.faces.widgets._common import (
     LiveBadge,
     Message,
     Progress,
+    finding_view,
     frame_html,
     guarded,
     heading,
@@ -29,8 +30,10 @@ class ReconcilePanel(w.VBox):
     """Shops x report -> findings table, per-shop chart, CSV/Excel export."""
 
     def __init__(self, ops: Ops, *, export_dir: str | Path | None = None) -> None:
+        from opskit.common.config import export_dir as default_export_dir
+
         self.ops = ops
-        self.export_dir = Path(export_dir) if export_dir is not None else Path.cwd()
+        self.export_dir = Path(export_dir) if export_dir is not None else default_export_dir()
         self.report: pd.DataFrame | None = None  # the last run's full report
         self.report_name = "customers"
         self.exported: list[Path] = []
@@ -59,9 +62,13 @@ class ReconcilePanel(w.VBox):
         )
         self.count = w.Label("")
         self.summary = w.HTML()
-        self.chart = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        # Hidden until there is a chart: an empty image shows as a broken-image icon.
+        self.chart = w.Image(format="png", layout=w.Layout(max_width="900px", display="none"))
         self.table = w.HTML()
         self.export_name = w.Text(value="report", description="File name")
+        self.export_folder = w.Text(
+            value=str(self.export_dir), description="Folder", layout=w.Layout(width="520px")
+        )
         self.export_csv_button = w.Button(description="Export CSV", icon="download", disabled=True)
         self.export_excel_button = w.Button(
             description="Export Excel", icon="file-excel-o", disabled=True
@@ -81,6 +88,7 @@ class ReconcilePanel(w.VBox):
                 w.HBox([self.status_filter, self.count]),
                 self.table,
                 w.HBox([self.export_name, self.export_csv_button, self.export_excel_button]),
+                self.export_folder,
                 self.export_path,
             ]
         )
@@ -95,6 +103,10 @@ class ReconcilePanel(w.VBox):
         self.export_excel_button.on_click(lambda _b: xlsx())
         self.status_filter.observe(lambda _c: self.show_table(), names="value")
         self.shops.observe(lambda _c: self._update_badge(), names="value")
+        # Results of other inputs are not left on show (nor exported as if current).
+        for field in (self.shops, self.report_choice):
+            field.observe(lambda _c: self._inputs_changed(), names="value")
+        self.export_folder.observe(lambda _c: self._set_folder(), names="value")
         self._update_badge()
 
     # -- actions -------------------------------------------------------------------------
@@ -145,7 +157,8 @@ class ReconcilePanel(w.VBox):
                 "warning",
                 f"Stripe refused or failed for {len(shops)} shop(s): {', '.join(shops)}. "
                 "Their rows have status shop_error; the other shops were reconciled.",
-                "Read the detail column of the shop_error rows (it names the request id).",
+                "The why column beside each shop_error row says what Stripe answered "
+                "(with the request id); fix that shop's key or retry, then press Run.",
             )
         else:
             self.message.show("success", f"{name.capitalize()} report: {len(report)} rows.")
@@ -166,7 +179,7 @@ class ReconcilePanel(w.VBox):
         if self.report is None:
             return
         self.count.value = f"{len(rows)} of {len(self.report)} rows"
-        self.table.value = frame_html(rows, css_class="opskit-findings")
+        self.table.value = frame_html(finding_view(rows), css_class="opskit-findings")
 
     def export(self, fmt: str) -> None:
         """Write the rows shown (filter applied) as CSV or Excel; show the path."""
@@ -176,6 +189,7 @@ class ReconcilePanel(w.VBox):
             self.message.show("warning", "Nothing to export yet.", "Press Run first.")
             return
         stem = self.export_name.value.strip() or "report"
+        self.export_dir.mkdir(parents=True, exist_ok=True)
         path = (self.export_dir / stem).with_suffix(f".{fmt}")
         rows = self.filtered()
         written = write_report({self.report_name: rows}, path, fmt)
@@ -190,7 +204,21 @@ class ReconcilePanel(w.VBox):
         self.report = None
         self.summary.value = self.table.value = self.count.value = ""
         self.chart.value = b""
+        self.chart.layout.display = "none"
         self.status_filter.disabled = True
+        self.export_csv_button.disabled = self.export_excel_button.disabled = True
+
+    def _inputs_changed(self) -> None:
+        if self.report is None:
+            return
+        self._clear_result()
+        self.export_path.value = ""
+        self.message.show("info", "The shops or the report changed.", "Press Run to see them.")
+
+    def _set_folder(self) -> None:
+        text = self.export_folder.value.strip()
+        if text:
+            self.export_dir = Path(text).expanduser()
 
     def _show_summary(self, report: pd.DataFrame) -> None:
         from opskit.reports.files import status_chart
@@ -206,6 +234,7 @@ class ReconcilePanel(w.VBox):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
         self.chart.value = buf.getvalue()
+        self.chart.layout.display = ""
 
     def _update_badge(self) -> None:
         self.live_badge.update(live_names(self.shops_frame, list(self.shops.value)))
@@ -214,6 +243,7 @@ class ReconcilePanel(w.VBox):
 def reconcile_panel(ops: Ops, *, export_dir: str | Path | None = None) -> ReconcilePanel:
     """A panel to run the customer or subscription report over chosen shops.
 
-    Exports go to ``export_dir`` (default: the current directory).
+    Exports go to ``export_dir`` (default: ``OPSKIT_EXPORT_DIR``, else the per-user
+    documents folder's ``opskit``; the panel's Folder field changes it).
     """
     return ReconcilePanel(ops, export_dir=export_dir)

@@ -19,6 +19,7 @@ from opskit.faces.widgets._common import (
     guarded,
     heading,
     live_names,
+    no_account_found,
     set_options,
 )
 from opskit.ops import Ops
@@ -130,7 +131,7 @@ class SubscriptionPanel(w.VBox):
         self.shop.observe(lambda _c: load_shop(), names="value")
         self.refresh_button.on_click(lambda _b: load_shop())
         self.search.observe(lambda _c: self._filter_accounts(), names="value")
-        self.account.observe(lambda _c: guarded(self.message)(self.show_account)(), names="value")
+        self.account.observe(lambda _c: self._subject_changed(), names="value")
         self.cancel_end_button.on_click(lambda _b: self.ask_cancel(at_period_end=True))
         self.cancel_now_button.on_click(lambda _b: self.ask_cancel(at_period_end=False))
         self.create_button.on_click(lambda _b: self.ask_create())
@@ -183,7 +184,18 @@ class SubscriptionPanel(w.VBox):
         if not len(self._accounts):
             self.account.options = []
             return
-        set_options(self.account, account_choices(self._accounts, self.search.value))
+        options = account_choices(self._accounts, self.search.value)
+        set_options(self.account, options)
+        if not options and self.search.value.strip():
+            no_account_found(
+                self.message, self.ops.accounts(), self.search.value, str(self.shop.label)
+            )
+
+    def _subject_changed(self) -> None:
+        """Another account: what was said about the previous one goes, then show this one."""
+        self.message.clear()
+        self.last_result = None
+        guarded(self.message)(self.show_account)()
 
     def _account_row(self) -> pd.Series | None:
         if self.account.value is None or not len(self._accounts):
@@ -252,12 +264,15 @@ class SubscriptionPanel(w.VBox):
             )
             return
         when = "at the end of its current period" if at_period_end else "NOW (no further billing)"
+        self.message.clear()
         self.confirm.ask(
-            f"Cancel subscription {sid} in shop {self.shop.label} {when}?",
+            f"Cancel subscription {sid} of {self.account.label} in shop {self.shop.label} {when}?",
             guarded(self.message, *self._writes(), log_out=self.log_output)(
                 lambda: self.cancel(sid, at_period_end=at_period_end)
             ),
             live=self.live_badge.live,
+            yes="Cancel subscription" if at_period_end else "Cancel subscription now",
+            no="Keep it",
         )
 
     def cancel(self, subscription_id: str, *, at_period_end: bool) -> None:
@@ -280,15 +295,41 @@ class SubscriptionPanel(w.VBox):
                 "warning", "Pick an account and a price first.", "Search the account by email."
             )
             return
+        # What Stripe would refuse (or opskit's guard would) is said before asking, not after.
+        row = self._account_row()
+        if row is not None and pd.isna(row["stripe_customer_id"]):
+            self.message.show(
+                "warning",
+                "This account has no Stripe customer yet, so it cannot be subscribed.",
+                "Create its customer with the payment panel's Create Stripe customer button, "
+                "then press Refresh here.",
+            )
+            return
+        live = self.subscriptions
+        if len(live):
+            live = live[~live["status"].isin(_ENDED)]
+        if len(live) and not self.force.value:
+            ids = ", ".join(str(i) for i in live["stripe_subscription_id"])
+            self.message.show(
+                "warning",
+                f"This customer already has a live subscription ({ids}): a second one bills twice.",
+                "Cancel it above first, or tick 'allow a second live subscription' and press "
+                "Create subscription again.",
+            )
+            return
+        account_id = self.account.value
+        self.message.clear()
         self.confirm.ask(
             f"Subscribe {self.account.label} to {self.price.label} in shop {self.shop.label}?",
             guarded(self.message, *self._writes(), log_out=self.log_output)(
-                lambda: self.create(int(self.account.value), str(price))
+                lambda: self.create(account_id, str(price))
             ),
             live=self.live_badge.live,
+            yes="Create subscription",
+            no="Don't create",
         )
 
-    def create(self, account_id: int, price_id: str) -> None:
+    def create(self, account_id: Any, price_id: str) -> None:
         sub = self.ops.create_subscription(
             account_id, price_id, actor=self.actor.value, confirm=True, force=self.force.value
         )

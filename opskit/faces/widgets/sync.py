@@ -1,4 +1,8 @@
-"""The sync panel: build a plan (dry run), review and deselect rows, apply with confirmation."""
+"""The sync panel: build a plan (dry run), review and untick rows, apply with confirmation.
+
+Each plan row is a checkbox with its reason beside it, so unticking one row leaves
+the others ticked; after Apply the spent plan leaves the screen and the result shows.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import ipywidgets as w
 import pandas as pd
 
 from opskit.faces.widgets._common import (
+    CheckList,
     Confirm,
     Message,
     Progress,
@@ -28,10 +33,14 @@ def _short(value: object) -> str:
 
 
 def plan_label(row: Mapping[Any, Any]) -> str:
-    """One plan row as a line: ``#1003 shop 1: subscription_status active -> canceled``."""
+    """One plan row as a line, its reason beside it:
+    ``#1003 (shop 1): subscription_status active -> canceled  [status_drift: why]``."""
+    reason = row.get("reason")
+    why = f": {reason}" if isinstance(reason, str) and reason else ""
     return (
         f"#{row['account_id']} (shop {row['shop_id']}): {row['key']} "
-        f"{_short(row['old_value'])} -> {_short(row['new_value'])}  [{row['source_status']}]"
+        f"{_short(row['old_value'])} -> {_short(row['new_value'])}  "
+        f"[{row['source_status']}{why}]"
     )
 
 
@@ -61,15 +70,13 @@ class SyncPanel(w.VBox):
         self.progress = Progress()
         self.message = Message()
         self.log_output = w.Output()
-        self.plan_table = w.HTML()
-        self.rows = w.SelectMultiple(
-            options=[], rows=10, description="Apply", layout=w.Layout(width="900px")
-        )
-        self.select_all_button = w.Button(description="Select all", disabled=True)
-        self.select_none_button = w.Button(description="Select none", disabled=True)
+        self.plan_table = w.HTML()  # the plan's heading; the rows are the checkboxes below
+        self.rows = CheckList(css_class="opskit-plan")
+        self.select_all_button = w.Button(description="Tick all", disabled=True)
+        self.select_none_button = w.Button(description="Untick all", disabled=True)
         self.actor = w.Text(value=actor or default_actor(), description="Actor")
         self.apply_button = w.Button(
-            description="Apply selected…",
+            description="Apply ticked…",
             button_style="warning",
             icon="pencil",
             disabled=True,
@@ -116,6 +123,7 @@ class SyncPanel(w.VBox):
         self.message.clear()
         self.confirm.reset()
         self.result_table.value = ""
+        self.result = None
         self.progress.start(2, f"reconciling {len(ids)} shop(s) with Stripe (nothing is written)…")
         try:
             plan = self.ops.sync_plan(ids, progress=False)
@@ -127,7 +135,12 @@ class SyncPanel(w.VBox):
         options = [(plan_label(row), i) for i, row in enumerate(self.plan.to_dict("records"))]
         self.rows.options = options
         self.rows.value = tuple(v for _, v in options)
-        self.plan_table.value = frame_html(self.plan, css_class="opskit-plan")
+        self.plan_table.value = (
+            f"<b>Proposed changes ({len(options)})</b> <small>untick a row to leave it "
+            "out; the reason is in brackets</small>"
+            if options
+            else ""
+        )
         self.select_all_button.disabled = self.select_none_button.disabled = not options
         self._update_apply()
         self.progress.done(f"{len(self.plan)} proposed change(s)")
@@ -135,7 +148,7 @@ class SyncPanel(w.VBox):
             self.message.show(
                 "info",
                 f"Dry run: {len(options)} change(s) proposed, nothing written yet.",
-                "Deselect any row you do not want, then press Apply selected.",
+                "Untick any row you do not want, then press Apply.",
             )
         else:
             self.message.show("success", "Nothing to sync: local details agree with Stripe.")
@@ -149,15 +162,18 @@ class SyncPanel(w.VBox):
     def ask_apply(self) -> None:
         rows = self.selected()
         if not len(rows):
-            self.message.show("warning", "No row selected.", "Select the changes to apply.")
+            self.message.show("warning", "No row ticked.", "Tick the changes to apply.")
             return
-        shops = sorted({int(s) for s in rows["shop_id"]})
+        shops = sorted({str(s) for s in rows["shop_id"]})
+        self.message.clear()
         self.confirm.ask(
             f"Write {len(rows)} change(s) to the local account details of shop(s) "
-            f"{', '.join(map(str, shops))} as {self.actor.value!r}? Each is audited.",
+            f"{', '.join(shops)} as {self.actor.value!r}? Each is audited.",
             guarded(self.message, self.apply_button, self.plan_button, after=self._update_apply)(
                 self.apply
             ),
+            yes=f"Apply {len(rows)} change(s)",
+            no="Go back",
         )
 
     def apply(self) -> None:
@@ -173,9 +189,12 @@ class SyncPanel(w.VBox):
             ],
             css_class="opskit-sync-result",
         )
-        # The plan is spent: applying it again would only produce stale rows.
+        # The plan is spent: applying it again would only produce stale rows. It leaves
+        # the screen, so what is on show is what happened.
         self.plan = None
         self.rows.options = []
+        self.plan_table.value = ""
+        self.select_all_button.disabled = self.select_none_button.disabled = True
         self.apply_button.disabled = True
         counts = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
         ids = ", ".join(map(str, self.audit_ids)) or "none"
@@ -183,7 +202,8 @@ class SyncPanel(w.VBox):
         guidance = (
             ""
             if kind == "success"
-            else "Stale rows changed since the plan was built: build a fresh plan and review it."
+            else "Stale rows changed since the plan was built: press Build plan again and "
+            "review it."
         )
         self.message.show("success" if kind == "success" else "warning",
                           f"Sync done: {counts}. Audit ids: {ids}.", guidance)  # fmt: skip
@@ -194,7 +214,7 @@ class SyncPanel(w.VBox):
     def _update_apply(self) -> None:
         n = len(self.rows.value)
         self.apply_button.disabled = n == 0
-        self.apply_button.description = f"Apply {n} selected…" if n else "Apply selected…"
+        self.apply_button.description = f"Apply {n} ticked…" if n else "Apply ticked…"
 
 
 def sync_panel(ops: Ops, *, actor: str | None = None) -> SyncPanel:
