@@ -168,8 +168,9 @@ class Ops(MoneyOps):
         self, local: _Local, executor: Executor | None, progress: bool
     ) -> pd.DataFrame:
         # With a shop filter, the other shops are still asked about ids found nowhere,
-        # so a link to another shop's customer reads wrong_shop, not missing_in_stripe.
-        outside = [s for s in local.all_shops if s not in local.run]
+        # so a link to another shop's customer reads wrong_shop, not missing_in_stripe;
+        # a shop with a live key only when the run itself includes a live shop.
+        outside = _lookup_shops(local)
         links = fetch.linked_ids(local.accounts, "stripe_customer_id")
         if local.source == "refreshed":
             result = refreshing.local_customers(
@@ -403,6 +404,19 @@ class _Local:
     run: list[Shop]  # the run's shops, raw keys inside: for clients only
     all_shops: list[Shop]  # every shop of the backend (cross-shop lookups)
     source: str = "stripe"  # "refreshed": Stripe's side from opskit's copy (see refresh)
+
+
+def _lookup_shops(local: _Local) -> list[Shop]:
+    """The shops outside the run that may be asked about the run's unresolved links."""
+    from opskit.common.keys import classify_secret_key
+
+    live_run = any(classify_secret_key(s.stripe_secret_key).mode == "live" for s in local.run)
+    return [
+        s
+        for s in local.all_shops
+        if s not in local.run
+        and (live_run or classify_secret_key(s.stripe_secret_key).mode != "live")
+    ]
 
 
 def _with_shop_errors(

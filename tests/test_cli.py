@@ -105,7 +105,7 @@ def test_exit_2_when_a_shop_fails_wins_over_drift(backend: Backend, tmp_path: Pa
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "shop_error" in proc.stdout and "a shop failed" in proc.stdout
-    assert "Stripe customers" in proc.stderr  # the progress bar goes to stderr
+    assert "Stripe customers" not in proc.stderr  # piped: no progress bar
     for text in (proc.stdout, proc.stderr, out.read_text()):
         assert LIVE_KEY not in text and LIVE_KEY[8:] not in text
 
@@ -123,10 +123,10 @@ def test_shop_not_configured_is_drift(backend: Backend, tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "parquet", "html", "json"])
 def test_every_format_from_the_command(backend: Backend, tmp_path: Path, fmt: str) -> None:
     _, conn = backend(drift=True)
-    out = tmp_path / "report.out"
+    out = tmp_path / ("report-{report}.out" if fmt in ("csv", "parquet") else "report.out")
     result = run("reconcile", *conn, "--out", str(out), "--format", fmt, "--quiet")
     assert result.exit_code == 1, result.output
-    if fmt in ("csv", "parquet"):  # one file per report
+    if fmt in ("csv", "parquet"):  # one file per report, named as asked
         path = tmp_path / "report-customers.out"
         df = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
         assert sorted(df["status"].astype(str)) == ["match"] * 3 + ["no_customer_id"]
@@ -142,9 +142,13 @@ def test_every_format_from_the_command(backend: Backend, tmp_path: Path, fmt: st
 
 def test_quiet_prints_nothing(backend: Backend, tmp_path: Path) -> None:
     _, conn = backend(drift=True)
-    result = run("reconcile", *conn, "--quiet", "--out", str(tmp_path / "r.csv"))
+    result = run("reconcile", *conn, "--quiet", "--out", str(tmp_path / "r-{report}.csv"))
     assert result.exit_code == 1
     assert result.stdout == "" and result.stderr == ""
+    assert sorted(p.name for p in tmp_path.glob("r-*")) == [
+        "r-customers.csv",
+        "r-subscriptions.csv",
+    ]
 
 
 def test_shops_are_masked(backend: Backend) -> None:
@@ -257,7 +261,9 @@ def test_demo_on_a_fresh_machine(tmp_path: Path) -> None:
                  "Sync plan (dry run, nothing written)", "Reconcile would exit 2"):  # fmt: skip
         assert text in out
     assert (tmp_path / "demo.html").stat().st_size > 10_000
-    assert (tmp_path / "data" / "demo.sqlite").is_file()
+    world = tmp_path / "data" / "demo"  # one folder per demo world
+    assert (world / "demo.sqlite").is_file()
+    assert not (world / "demo.sandbox.json").exists()  # the sandbox stopped with the command
 
 
 def test_help_documents_the_exit_codes() -> None:

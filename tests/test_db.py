@@ -198,8 +198,8 @@ def test_default_connect_creates_the_embedded_demo_outside_the_repo(
     data = tmp_path / "userdata"
     monkeypatch.setenv("OPSKIT_DATA_DIR", str(data))
     monkeypatch.chdir(tmp_path)
-    ops = opskit.connect()
-    assert (data / "demo.sqlite").exists()
+    ops = opskit.connect(demo="local")  # the database only: no sandbox for this test
+    assert (data / "demo" / "demo.sqlite").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["userdata"]  # nothing in cwd
     shops = ops.shops()
     assert len(shops) == 7 and set(shops["mode"]) == {"test", "live", "none", "invalid"}

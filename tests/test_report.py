@@ -75,7 +75,11 @@ def test_outcome_rules() -> None:
 
 
 def test_csv_is_plain_one_file_per_report(tmp_path: Path, reports: dict) -> None:
-    written = report.write_report(reports, tmp_path / "r.csv")
+    # One file per path asked for: several reports in one csv is refused, never renamed.
+    with pytest.raises(InputError, match=r"\{report\}"):
+        report.write_report(reports, tmp_path / "r.csv")
+    assert list(tmp_path.iterdir()) == []
+    written = report.write_report(reports, tmp_path / "r-{report}.csv")
     assert [p.name for p in written] == ["r-customers.csv", "r-subscriptions.csv"]
     back = pd.read_csv(written[0])
     assert list(back.columns) == list(frames.CUSTOMER_REPORT)
@@ -228,5 +232,5 @@ def test_a_failed_write_leaves_the_previous_report_intact(tmp_path: Path, report
 def test_several_files_are_checked_before_any_is_written(tmp_path: Path, reports: dict) -> None:
     (tmp_path / "r-subscriptions.csv").mkdir()
     with pytest.raises(InputError, match="r-subscriptions.csv"):
-        report.write_report(reports, tmp_path / "r.csv")
+        report.write_report(reports, tmp_path / "r-{report}.csv")
     assert not (tmp_path / "r-customers.csv").exists()  # not half a report set

@@ -47,9 +47,14 @@ def create_engine(url: str) -> Engine:
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         # A ValueError quotes the unparseable part of the URL, which may be the password.
         why = "malformed URL" if isinstance(exc, ValueError) else f"{exc.__class__.__name__}: {exc}"
+        if isinstance(exc, NoSuchModuleError):  # "Can't load plugin: sqlalchemy.dialects:x"
+            why = f"SQLAlchemy knows no database kind {url.split(':', 1)[0]!r}"
+        from opskit.common.urls import url_hint
+
         raise DatabaseUnavailable(
             f"cannot use database URL {safe_url(url)!r}: {why}",
-            guidance="Use a SQLAlchemy URL such as postgresql+psycopg://user@host/db "
+            guidance=url_hint(url)
+            or "Use a SQLAlchemy URL such as postgresql+psycopg://user@host/db "
             "or sqlite:///path/to/file.sqlite.",
         ) from None
     if engine.dialect.name == "sqlite":

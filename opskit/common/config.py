@@ -34,7 +34,10 @@ def export_dir() -> Path:
 
 
 def demo_database_url() -> str:
-    return f"sqlite:///{data_dir() / 'demo.sqlite'}"
+    """The default demo world's database (``opskit.demo.home.default_world``)."""
+    folder = data_dir() / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'demo.sqlite'}"
 
 
 def _flag(name: str) -> bool:

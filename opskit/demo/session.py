@@ -1,10 +1,20 @@
-"""A whole demo session: a fresh sandbox, populated from the seed, and the database to match."""
+"""A whole demo session: a sandbox populated from the seed and the database that matches it.
+
+Every entry point (``opskit demo``, ``opskit.demo.start()``, ``opskit.connect()``
+on the demo database, ``make lab``, a notebook kernel) goes through here, so a
+database and the sandbox holding its Stripe ids always belong together (see
+:mod:`opskit.demo.home`): the process that starts a world owns it and records its
+sandbox beside the database; others attach to that sandbox and never re-seed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import atexit
+import sys
+import threading
+from dataclasses import dataclass, field
 
-from opskit.common.config import demo_database_url
+from opskit.demo import home
 from opskit.demo.world import SEED, build_plan, populate_stripe, write_database
 from opskit.ops import Ops, open_ops
 from opskit.sandbox import Sandbox
@@ -12,13 +22,35 @@ from opskit.sandbox import Sandbox
 
 @dataclass
 class DemoSession:
-    """A running sandbox plus an Ops connected to the demo database that matches it."""
+    """A demo world's database and its sandbox, with an Ops connected to both.
 
-    sandbox: Sandbox
+    ``sandbox`` is the running :class:`~opskit.sandbox.Sandbox` when this process
+    owns the world, None when it attached to another process's; ``api_base`` is
+    the sandbox's URL either way.
+    """
+
+    sandbox: Sandbox | None
     ops: Ops
+    api_base: str
+    world: home.World | None = None
+    owner: bool = True
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Where the sandbox listens (same as ``api_base``)."""
+        return self.api_base
 
     def stop(self) -> None:
-        self.sandbox.stop()
+        """Stop the sandbox and give the world up (owner); forget it (attached). Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.ops.ctx.db.engine.dispose()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        if self.owner and self.world is not None:
+            home.disown(self.world)
 
     def __enter__(self) -> DemoSession:
         return self
@@ -27,17 +59,100 @@ class DemoSession:
         self.stop()
 
 
-def start(url: str | None = None, seed: int = SEED, *, port: int = 0) -> DemoSession:
-    """Start a fresh sandbox, populate it from ``seed`` and rebuild the demo database to match."""
-    url = url or demo_database_url()
+def _world(url: str | None, world: str | None) -> home.World:
+    if url is not None and world is not None:
+        raise ValueError("pass url or world, not both")
+    if url is not None:
+        return home.world_for_url(url)
+    return home.named_world(world) if world else home.default_world()
+
+
+def start(
+    url: str | None = None, seed: int = SEED, *, port: int = 0, world: str | None = None
+) -> DemoSession:
+    """Start a fresh sandbox, populate it from ``seed`` and rebuild the world's database.
+
+    ``url``: the database to (re)build (default: the default world's SQLite file in
+    the data dir); ``world``: a named separate world instead. The sandbox's URL is
+    recorded beside the database while the session runs, so ``opskit.connect()``
+    and the CLI in other processes use it.
+
+    Raises :class:`~opskit.demo.home.DemoWorldBusy` when another process owns the
+    world: its database is in use and is not re-seeded (attach with
+    :func:`attach_or_start` or ``opskit.connect()``, or pass another ``world``).
+    """
+    place = _world(url, world)
+    db_url = url or place.url
+    if not home.own(place):
+        raise place.busy_error()
     plan = build_plan(seed)
     sandbox = Sandbox(port=port)
-    api_base = sandbox.start()
     try:
+        api_base = sandbox.start()
         populate_stripe(plan, api_base)
-        write_database(url, plan)
-        ops = open_ops(url, stripe_api_base=api_base)
+        write_database(db_url, plan)
+        ops = open_ops(db_url, stripe_api_base=api_base)
+        place.write_record(api_base, seed)
     except BaseException:
         sandbox.stop()
+        home.disown(place)
         raise
-    return DemoSession(sandbox, ops)
+    return DemoSession(sandbox, ops, api_base, place, owner=True)
+
+
+def attach(url: str | None = None, *, world: str | None = None) -> DemoSession | None:
+    """The world's running sandbox, owned by another process, as a session; else None."""
+    place = _world(url, world)
+    api_base = place.running_sandbox()
+    if api_base is None:
+        return None
+    ops = open_ops(url or place.url, stripe_api_base=api_base)
+    return DemoSession(None, ops, api_base, place, owner=False)
+
+
+_kept: dict[str, DemoSession] = {}
+_kept_lock = threading.Lock()
+
+
+def attach_or_start(
+    url: str | None = None, *, world: str | None = None, announce: bool = True
+) -> DemoSession:
+    """This process's session on the world: attached to its running sandbox, else started.
+
+    A session started here lives as long as the process (stopped at exit) and is
+    reused by later calls; ``announce`` prints one line on stderr saying where
+    the sandbox runs and for how long.
+    """
+    key = f"{url}|{world}"
+    with _kept_lock:
+        kept = _kept.get(key)
+        if kept is not None and not kept._stopped:
+            return kept
+        session = attach(url, world=world)
+        if session is None:
+            try:
+                session = start(url, world=world)
+            except home.DemoWorldBusy:  # its owner is still starting it: attach once up
+                session = _wait_for_owner(url, world)
+            if announce and session.owner:
+                print(
+                    f"opskit: demo data: started the local Stripe sandbox at {session.api_base} "
+                    "for the demo database; it runs while this Python process does.",
+                    file=sys.stderr,
+                )
+        _kept[key] = session
+        if session.owner:
+            atexit.register(session.stop)
+        return session
+
+
+def _wait_for_owner(url: str | None, world: str | None, timeout: float = 60.0) -> DemoSession:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session = attach(url, world=world)
+        if session is not None:
+            return session
+        time.sleep(0.25)
+    raise _world(url, world).busy_error()

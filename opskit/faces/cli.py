@@ -8,6 +8,11 @@ Exit codes (a scheduler alerts on anything but 0)::
     3  usage or configuration error: bad option, unknown shop, unwritable output,
        unreachable database, invalid dask address; nothing was reconciled
     4  an unexpected internal error (a bug): rerun with --debug for the traceback
+  130  interrupted (Ctrl-C / SIGINT): one line says so; files are only ever
+       replaced whole, so nothing half-written is left at the --out path
+
+Progress bars go to stderr only when it is a terminal (never when piped or
+under a scheduler), and never with --quiet.
 
 Errors are one line on stderr with what to do next; tracebacks only with ``--debug``.
 Secret keys never appear in any output: shops are shown masked and every message
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
     from opskit.ops import Ops
 
 INTERNAL_ERROR = 4
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 _CLI_GUIDANCE: dict[type[OpskitError], str] = {
     UnknownShop: "Run `opskit shops` to list the shop ids, then pass them with --shop.",
@@ -88,7 +94,7 @@ app = typer.Typer(
     help="Reconcile a multi-shop backend's accounts with each shop's own Stripe account.\n\n"
     "Exit codes: 0 all match; 1 drift found (shop_not_configured counts as drift); "
     "2 a shop failed (shop_error rows; wins over 1); 3 usage or configuration error; "
-    "4 unexpected error (rerun with --debug).",
+    "4 unexpected error (rerun with --debug); 130 interrupted (Ctrl-C).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # never print locals: they may hold secret keys
@@ -116,8 +122,14 @@ StripeApiBase = Annotated[
     ),
 ]
 Shops = Annotated[
-    list[int] | None,
-    typer.Option("--shop", "-s", help="Shop id to include (repeat for several; default: all)."),
+    list[str] | None,
+    typer.Option(
+        "--shop",
+        "-s",
+        help="Shop id(s) to include: repeat, or a comma list (--shop 1,2); default: all. "
+        "Other shops' Stripe accounts are asked only about this shop's links found "
+        "nowhere else, and never those with a live key unless a live shop is included.",
+    ),
 ]
 ExecutorOpt = Annotated[
     str,
@@ -139,7 +151,13 @@ Debug = Annotated[
 ]
 Out = Annotated[
     Path | None,
-    typer.Option("--out", "-o", help="Write the report here (format from the suffix)."),
+    typer.Option(
+        "--out",
+        "-o",
+        help="Write the report here (format from the suffix): one file per --out. csv and "
+        "parquet hold one table, so with several reports put {report} in the name "
+        "(--out 'daily-{report}.csv' writes daily-customers.csv and daily-subscriptions.csv).",
+    ),
 ]
 Fmt = Annotated[
     str | None,
@@ -165,12 +183,19 @@ def _guard(debug: bool) -> Iterator[None]:
         logger.setLevel(logging.DEBUG)
     try:
         yield
-    except (typer.Exit, typer.Abort, _ClickException, KeyboardInterrupt):
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _error("interrupted (Ctrl-C): nothing more was done; a report file is written whole or not")
+        raise typer.Exit(INTERRUPTED) from None
+    except (typer.Exit, typer.Abort, _ClickException):
         raise
     except OpskitError as exc:
         if debug:
             raise
-        guidance = _CLI_GUIDANCE.get(type(exc), exc.guidance)
+        guidance = exc.guidance
+        if exc.guidance == getattr(type(exc), "default_guidance", None):  # said for Python
+            guidance = _CLI_GUIDANCE.get(type(exc), exc.guidance)
         _error(f"{exc.message}" + (f" — {guidance}" if guidance else ""))
         raise typer.Exit(report.USAGE_ERROR) from None
     except Exception as exc:
@@ -192,6 +217,32 @@ def _error(message: str) -> None:
     typer.echo("error: " + " ".join(redact(message).split()), err=True)
 
 
+def _show_progress(quiet: bool) -> bool:
+    """Progress bars only for a person at a terminal: never piped, scheduled or quiet."""
+    return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def _quiet_logs(quiet: bool) -> Iterator[None]:
+    """Under --quiet, opskit's warnings (a lookup in another shop failed, ...) stay silent:
+    what matters is in the report rows and the exit code."""
+    if not quiet:
+        yield
+        return
+    logger = logging.getLogger("opskit")
+    handler = logging.NullHandler()
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def _console(quiet: bool = False) -> Console:
     from rich.console import Console
 
@@ -201,26 +252,49 @@ def _console(quiet: bool = False) -> Console:
     return console
 
 
-def _connect(database_url: str | None, stripe_api_base: str | None) -> Ops:
+def _connect(
+    database_url: str | None, stripe_api_base: str | None, *, needs_stripe: bool = True
+) -> Ops:
+    """The backend; on the demo database, the demo's running sandbox, or one line on how to
+    start it (a short-lived command never starts, or re-seeds, a demo world itself)."""
     import opskit
 
-    return opskit.connect(database_url, stripe_api_base=stripe_api_base)
+    return opskit.connect(
+        database_url, stripe_api_base=stripe_api_base, demo="attach" if needs_stripe else "local"
+    )
 
 
-def _check_shops(ops: Ops, shops: list[int] | None) -> list[int] | None:
-    if not shops:
+def _shop_ids(values: list[str] | None) -> list[str] | None:
+    """``--shop 1 --shop 2`` and ``--shop 1,2`` alike; blanks between commas ignored."""
+    if not values:
         return None
-    ops.shops(shops)  # raises UnknownShop before any Stripe request
-    return sorted(set(shops))
+    ids = [part.strip() for value in values for part in str(value).split(",")]
+    ids = [i for i in ids if i]
+    if not ids:
+        raise InputError("--shop needs a shop id", guidance="Pass --shop 1 or --shop 1,2.")
+    return list(dict.fromkeys(ids))
 
 
-def _prepare_out(out: Path | None, fmt: str | None) -> str | None:
+def _check_shops(ops: Ops, shops: list[str] | None) -> list[Any] | None:
+    ids = _shop_ids(shops)
+    if not ids:
+        return None
+    ops.shops(ids)  # type: ignore[arg-type]  # raises UnknownShop before any Stripe request
+    known = {str(s): s for s in ops.shops()["shop_id"].tolist()}
+    return sorted({known.get(i, i) for i in ids}, key=str)
+
+
+def _prepare_out(
+    out: Path | None, fmt: str | None, names: tuple[str, ...] = ("report",)
+) -> str | None:
     """Resolve and check the output before a long run, so bad input fails in a second."""
     resolved = report.format_for(out, fmt)
     if out is None and fmt is not None:
         raise InputError("--format needs --out", guidance="Pass --out PATH as well.")
     if out is not None:
-        report.check_writable(out)
+        assert resolved is not None
+        for path in report.output_paths(out, names, resolved).values():
+            report.check_writable(path)
     return resolved
 
 
@@ -371,18 +445,20 @@ def reconcile(
 
     Exit 0 all match, 1 drift found (shop_not_configured counts as drift: someone
     must add the shop's key), 2 a shop failed (shop_error rows, wins over 1),
-    3 usage or configuration error.
+    3 usage or configuration error, 4 internal error, 130 interrupted (Ctrl-C).
     """
     from opskit.common.executors import executor_for, parse_executor
 
-    with _guard(debug):
-        report.report_names(which)
+    with _guard(debug), _quiet_logs(quiet):
+        names = report.report_names(which)
         parse_executor(executor)
-        resolved = _prepare_out(out, fmt)
+        resolved = _prepare_out(out, fmt, names)
         ops = _connect(database_url, stripe_api_base)
         shops = _check_shops(ops, shop)
         with executor_for(executor, timeout=_dask_timeout()) as pool:
-            reports = report.run_reports(ops, which, shops, executor=pool, progress=not quiet)
+            reports = report.run_reports(
+                ops, which, shops, executor=pool, progress=_show_progress(quiet)
+            )
         written = (
             report.write_report(reports, out, resolved, meta=_meta(ops, shops))
             if out is not None
@@ -434,7 +510,7 @@ def sync(
     proposed, 2 a shop failed. --apply PLAN --actor NAME: writes them, audited;
     exit 0 all applied, 1 some rows stale or in error (see the table).
     """
-    with _guard(debug):
+    with _guard(debug), _quiet_logs(quiet):
         if (plan_out is None) == (apply is None):
             raise InputError(
                 "pass exactly one of --plan-out PATH or --apply PLAN",
@@ -451,7 +527,7 @@ def sync(
 def _sync_plan(
     plan_out: Path,
     fmt: str | None,
-    shop: list[int] | None,
+    shop: list[str] | None,
     database_url: str | None,
     stripe_api_base: str | None,
     executor: str,
@@ -469,7 +545,9 @@ def _sync_plan(
     ops = _connect(database_url, stripe_api_base)
     shops = _check_shops(ops, shop)
     with executor_for(executor, timeout=_dask_timeout()) as pool:
-        reports = report.run_reports(ops, "all", shops, executor=pool, progress=not quiet)
+        reports = report.run_reports(
+            ops, "all", shops, executor=pool, progress=_show_progress(quiet)
+        )
     plan = ops.sync_plan(shops, reports=reports)
     written = report.write_report({"plan": plan}, plan_out, resolved)
     code = (
@@ -526,7 +604,7 @@ def _sync_apply(
             "--apply needs --actor NAME", guidance="Say who applies: --actor your.name."
         )
     plan = _read_plan(plan_path)
-    ops = _connect(database_url, stripe_api_base)
+    ops = _connect(database_url, stripe_api_base, needs_stripe=False)
     result = ops.apply_sync(plan, actor=actor)
     applied = int((result["outcome"] == "applied").sum())
     console = _console(quiet)
@@ -552,28 +630,43 @@ def demo(
 ) -> None:
     """Run the whole thing on seeded demo data: a local Stripe sandbox plus the embedded database.
 
-    Rebuilds the embedded demo database to match a fresh sandbox, then prints the
-    shops (keys masked), the first accounts, both reports, the summary and the sync
-    plan (dry run: nothing is written). Needs no configuration and no network.
+    The demo world is the database and its sandbox together (in the data dir, the
+    sandbox's URL recorded beside the database). Rebuilds the world from the seed,
+    unless another process is running it (then reports on it as it is: nothing
+    re-seeds a database in use), and prints the shops (keys masked), the first
+    accounts, both reports, the summary and the sync plan (dry run: nothing is
+    written). With --serve the sandbox keeps running, and `opskit reconcile`,
+    `opskit sync` and `opskit.connect()` in other shells use it with no settings.
+    Needs no configuration and no network.
     """
     from opskit import demo as demo_mod
+    from opskit.demo import session as demo_session
 
     with _guard(debug):
-        resolved = _prepare_out(out, fmt)
+        resolved = _prepare_out(out, fmt, report.REPORTS)
         console = _console(quiet)
-        console.print("Starting a local Stripe sandbox and building the demo database ...")
-        with demo_mod.start(port=port) as session:
+        session = demo_session.attach()
+        if session is None:
+            console.print("Starting a local Stripe sandbox and building the demo database ...")
+            session = demo_mod.start(port=port)
+        else:
+            console.print(
+                f"The demo world is already running (sandbox {session.api_base}, started by "
+                "another process): reporting on it as it is, without re-seeding it."
+            )
+        with session:
             ops = session.ops
             console.print(
-                f"Stripe sandbox: {session.sandbox.url}  database: {_meta(ops, None)['database']}\n"
+                f"Stripe sandbox: {session.api_base}  database: {_meta(ops, None)['database']}\n"
             )
             console.print(_df_table(ops.shops()[_SHOP_COLUMNS], title="Shops (keys masked)"))
             accounts = ops.accounts()
             cols = ["account_id", "shop_id", "email", "name", "stripe_customer_id",
                     "subscription_status", "details_error"]  # fmt: skip
+            cols = [c for c in cols if c in accounts.columns]
             console.print(_df_table(accounts[cols], title=f"Accounts ({len(accounts)})", limit=5))
             console.print()
-            reports = report.run_reports(ops, "all", progress=not quiet)
+            reports = report.run_reports(ops, "all", progress=_show_progress(quiet))
             _print_reports(console, reports, findings=True)
             plan = ops.sync_plan(reports=reports)
             console.print(_plan_table(plan))
@@ -582,8 +675,10 @@ def demo(
                     console.print(f"Wrote {path}")
             code = report.outcome(reports)
             console.print(f"Reconcile would exit {code}: {_VERDICT[code]}.")
-            if serve:
-                _serve_demo(console, session.sandbox.url)
+            if serve and session.owner:
+                _serve_demo(console, session.api_base)
+            elif serve:
+                console.print(f"Its own process keeps serving it at {session.api_base}.")
     raise typer.Exit(0)
 
 
@@ -591,8 +686,10 @@ def _serve_demo(console: Console, url: str) -> None:
     import threading
 
     console.print(
-        f"\nSandbox kept running at {url}. In another shell:\n"
-        f"  OPSKIT_STRIPE_API_BASE={url} opskit reconcile --out report.html\n"
+        f"\nSandbox kept running at {url}; its URL is recorded beside the demo database, "
+        "so in another shell, with no settings:\n"
+        "  opskit reconcile --out report.html\n"
+        "  python -c 'import opskit; print(opskit.connect().reconcile_customers())'\n"
         "Ctrl-C stops it."
     )
     with suppress(KeyboardInterrupt):
@@ -642,7 +739,7 @@ def shops(
     """List the shops with their key mode; secret keys masked."""
     with _guard(debug):
         resolved = _prepare_out(out, fmt)
-        ops = _connect(database_url, None)
+        ops = _connect(database_url, None, needs_stripe=False)
         df = ops.shops()
         console = _console(quiet)
         console.print(_df_table(df, title=f"Shops ({len(df)})"))
@@ -668,8 +765,9 @@ def audit(
     """Show every write opskit made (newest first), from the audit table."""
     with _guard(debug):
         resolved = _prepare_out(out, fmt)
-        ops = _connect(database_url, None)
-        df = ops.audit_log(limit=limit, actor=actor, shop_id=shop or None, action=action)
+        ops = _connect(database_url, None, needs_stripe=False)
+        ids = _shop_ids(shop)
+        df = ops.audit_log(limit=limit, actor=actor, shop_id=ids or None, action=action)
         console = _console(quiet)
         cols = ["audit_id", "at", "actor", "shop_id", "action", "target", "outcome", "error"]
         console.print(_df_table(df[cols], title=f"Audit log ({len(df)} rows, newest first)"))

@@ -44,7 +44,7 @@ def jupyter_command(root: Path, port: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from opskit.common.config import DATABASE_URL_ENV, STRIPE_API_BASE_ENV, data_dir
+    from opskit.common.config import DATABASE_URL_ENV, STRIPE_API_BASE_ENV
 
     p = argparse.ArgumentParser(
         prog="python -m opskit.faces.lab", description=__doc__.splitlines()[0]
@@ -57,13 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = None
     if not env.get(DATABASE_URL_ENV):
         from opskit import demo
+        from opskit.demo import session as demo_session
 
-        url = f"sqlite:///{data_dir() / 'lab-demo.sqlite'}"
-        print("opskit: starting the demo Stripe sandbox and database…", flush=True)
-        session = demo.start(url=url)
+        # The default demo world: the one `opskit demo --serve` and opskit.connect() use.
+        session = demo_session.attach()
+        if session is None:
+            print("opskit: starting the demo Stripe sandbox and database…", flush=True)
+            session = demo.start()
+        url = session.ops.ctx.db.url
         env[DATABASE_URL_ENV] = url
-        env[STRIPE_API_BASE_ENV] = session.sandbox.url
-        print(f"opskit: demo ready (sandbox {session.sandbox.url}, database {url})", flush=True)
+        env[STRIPE_API_BASE_ENV] = session.api_base
+        print(f"opskit: demo ready (sandbox {session.api_base}, database {url})", flush=True)
     else:
         where = env.get(STRIPE_API_BASE_ENV) or "Stripe itself"
         print(f"opskit: using {DATABASE_URL_ENV}; Stripe requests go to {where}", flush=True)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -45,11 +46,11 @@ def _demo() -> DemoSession:
     with _lock:
         if _session is None:
             from opskit import demo
-            from opskit.common.config import data_dir
 
-            # One file per kernel: two notebooks open at once must not rebuild each other's data.
-            _db_file = data_dir() / f"notebook-demo-{os.getpid()}.sqlite"
-            _session = demo.start(url=f"sqlite:///{_db_file}")
+            # One world per kernel: two notebooks open at once must not rebuild each other's data.
+            _session = demo.start(world=f"kernel-{os.getpid()}")
+            assert _session.world is not None
+            _db_file = _session.world.database
             atexit.register(close)
         return _session
 
@@ -64,4 +65,8 @@ def close() -> None:
             _session = None
         if _db_file is not None:
             _db_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the world's folder, once empty
+                for leftover in _db_file.parent.glob("demo.*"):
+                    leftover.unlink()
+                _db_file.parent.rmdir()
             _db_file = None

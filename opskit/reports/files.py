@@ -4,9 +4,10 @@
 >>> write_report(reports, "report.html")              # doctest: +SKIP
 >>> outcome(reports)                                  # 0 match / 1 drift / 2 a shop failed
 
-Formats: ``csv`` (plain, one file per report), ``parquet`` (dtypes kept, one file
-per report), ``json`` (one file: findings and summaries), ``xlsx`` (a summary sheet
-plus one sheet per report, formatted headers and column widths) and ``html`` (one
+Formats: ``csv`` (plain) and ``parquet`` (dtypes kept) hold one report per file:
+several reports need ``{report}`` in the file name (``daily-{report}.csv``);
+``json`` (one file: findings and summaries), ``xlsx`` (a summary sheet plus one
+sheet per report, formatted headers and column widths) and ``html`` (one
 self-contained page: summary tables, an inline SVG chart of status counts per shop
 and the findings tables filterable by status; no network needed to view it).
 
@@ -201,12 +202,30 @@ def format_for(path: str | Path | None, fmt: str | None) -> str | None:
     return _SUFFIXES[suffix]
 
 
+REPORT_PLACEHOLDER = "{report}"
+
+
 def output_paths(path: str | Path, names: Iterable[str], fmt: str) -> dict[str, Path]:
-    """Where each report goes: csv/parquet with several reports -> ``<stem>-<name><suffix>``."""
+    """Where each report goes: one file per path asked for, never a name made up.
+
+    A ``{report}`` in the file name is replaced by each report's name
+    (``daily-{report}.csv`` -> ``daily-customers.csv``, ``daily-subscriptions.csv``).
+    Without it, every report goes into the one file; csv and parquet hold one table,
+    so several reports there raise :class:`InputError` saying how to name them.
+    """
     path = Path(path)
     names = list(names)
+    if REPORT_PLACEHOLDER in path.name:
+        return {n: path.with_name(path.name.replace(REPORT_PLACEHOLDER, n)) for n in names}
     if fmt in _ONE_TABLE_PER_FILE and len(names) > 1:
-        return {n: path.with_name(f"{path.stem}-{n}{path.suffix}") for n in names}
+        example = path.with_name(f"{path.stem}-{REPORT_PLACEHOLDER}{path.suffix}")
+        raise InputError(
+            f"{fmt} holds one table per file, and {len(names)} reports "
+            f"({', '.join(names)}) would go to {str(path)!r}",
+            guidance=f"Put {REPORT_PLACEHOLDER} in the file name ({str(example)!r} writes "
+            "one file per report), pick one report (--report customers), or write .xlsx, "
+            ".html or .json (every report in one file).",
+        )
     return dict.fromkeys(names, path)
 
 
