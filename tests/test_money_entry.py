@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from opskit import InvalidAmount
-from opskit.core.money import decimals
+from opskit.core.currencies import rule
+from opskit.core.money import decimals, format_money
 from opskit.core.money_entry import describe_entry, parse_amount
 
 
@@ -25,6 +26,9 @@ from opskit.core.money_entry import describe_entry, parse_amount
         ("0.29", "usd", 29),  # 0.29 * 100 is 28.999999999999996 as a float
         ("1.15", "eur", 115),  # 114.99999999999999 as a float
         ("999999.99", "usd", 99_999_999),  # Stripe's maximum, exactly
+        ("5", "isk", 500),  # two decimals in Stripe's API, whole units only
+        ("50", "ugx", 5000),
+        ("10.50", "huf", 1050),  # whole units only for payouts, not for charges
     ],
 )
 def test_major_units_convert_exactly(text: str, currency: str, minor: int) -> None:
@@ -49,7 +53,8 @@ def test_major_units_convert_exactly(text: str, currency: str, minor: int) -> No
         ("0", "usd", "zero"),
         ("0.00", "usd", "zero"),
         ("1000000", "usd", "maximum"),
-        ("1.235", "kwd", "end in 0"),
+        ("1.235", "kwd", "type 1.230 or 1.240"),
+        ("5.50", "isk", "type 5.00 or 6.00"),
         ("5", "xyz", "currency"),
     ],
 )
@@ -61,15 +66,16 @@ def test_refused_with_a_hint(text: str, currency: str, says: str) -> None:
         assert "dot for decimals" in info.value.guidance  # what to type instead
 
 
-@pytest.mark.parametrize("currency", ["usd", "eur", "jpy", "kwd", "krw", "bhd", "chf"])
+@pytest.mark.parametrize(
+    "currency", ["usd", "eur", "jpy", "kwd", "krw", "bhd", "chf", "isk", "ugx", "huf", "twd"]
+)
 def test_follows_the_currency_table(currency: str) -> None:
+    """The smallest chargeable step typed in major units is that step, per Stripe's table."""
+    the = rule(currency.upper())
     places = decimals(currency)
-    one_minor = "1" if places == 0 else "0." + "0" * (places - 1) + "1"
-    if places == 3:  # Stripe charges three-decimal currencies in tens of minor units
-        one_minor = "0.010"
-        assert parse_amount(one_minor, currency) == 10
-    else:
-        assert parse_amount(one_minor, currency) == 1
+    step = the.charge_multiple
+    typed = format_money(step, currency).split(" ", 1)[1]
+    assert parse_amount(typed, currency) == step
     too_fine = "1." + "1" * (places + 1)
     with pytest.raises(InvalidAmount):
         parse_amount(too_fine, currency)

@@ -90,7 +90,7 @@ def test_csv_is_plain_one_file_per_report(tmp_path: Path, reports: dict) -> None
 
 
 def test_parquet_keeps_dtypes(tmp_path: Path, reports: dict) -> None:
-    written = report.write_report(reports, tmp_path / "r.parquet")
+    written = report.write_report(reports, tmp_path / "r-{report}.parquet")
     for path, name in zip(written, ["customers", "subscriptions"], strict=True):
         back = pd.read_parquet(path)
         expected = reports[name].copy()
@@ -153,7 +153,7 @@ def test_html_is_self_contained(tmp_path: Path, reports: dict) -> None:
 
 @pytest.mark.parametrize("fmt", report.FORMATS)
 def test_no_secret_in_any_file(tmp_path: Path, reports: dict, fmt: str) -> None:
-    for path in report.write_report(reports, tmp_path / f"r.{fmt}"):
+    for path in report.write_report(reports, tmp_path / f"r-{{report}}.{fmt}"):
         data = path.read_bytes()
         assert RAW_KEY.encode() not in data
         assert RAW_KEY[8:].encode() not in data

@@ -3,8 +3,9 @@
 Everything a person types as an amount (the payment panel's Amount field, any
 future amount field or option) goes through :func:`parse_amount`, which reads the
 text with :class:`decimal.Decimal` (never a float), scales it by the currency's
-exponent from :mod:`opskit.core.money` (the one currency table) and then applies
-the same checks as every Stripe write (:func:`opskit.core.money.validate_amount`).
+exponent from Stripe's currency table (:mod:`opskit.core.currencies`, the one
+table) and then applies the same checks as every Stripe write
+(:func:`opskit.core.money.validate_amount`).
 
 >>> parse_amount("19.99", "usd")
 1999
@@ -12,6 +13,8 @@ the same checks as every Stripe write (:func:`opskit.core.money.validate_amount`
 500
 >>> parse_amount("1.230", "kwd")
 1230
+>>> parse_amount("5", "isk")        # two decimals in Stripe's API, whole krónur only
+500
 >>> describe_entry("19.99", "usd")
 'USD 19.99 = 1999 minor units'
 
@@ -28,6 +31,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from opskit.common.exceptions import InvalidAmount
+from opskit.core import currencies
 from opskit.core.money import decimals, format_money, validate_amount, validate_currency
 
 __all__ = ["describe_entry", "parse_amount"]
@@ -37,6 +41,8 @@ _GUIDANCE = "Type the amount in {code} as digits with a dot for decimals, e.g. {
 
 
 def _example(code: str) -> str:
+    if currencies.rule(code).charge_multiple == 100:
+        return "500"  # whole units in a two-decimal API (ISK, UGX)
     return {0: "500", 1: "19.9", 2: "19.99", 3: "1.250"}.get(decimals(code), "19.99")
 
 
@@ -91,11 +97,25 @@ def parse_amount(text: str, currency: str) -> int:
         raise _refuse(f"amount {entry!r} has more decimals than {code} allows ({what})", code)
     if minor <= 0:
         raise _refuse(f"amount {entry!r} is zero: amounts are more than 0", code)
+    step = currencies.rule(code).charge_multiple
+    if int(minor) % step:  # e.g. ISK/UGX: whole units; KWD: the third decimal is 0
+        low = int(minor) - int(minor) % step
+        near = [_typed(v, code) for v in (low, low + step) if v > 0]
+        raise _refuse(
+            f"amount {entry!r} cannot be charged in {code}: Stripe takes {code} in steps of "
+            f"{_typed(step, code)}; type {' or '.join(near)}",
+            code,
+        )
     try:
         amount, _ = validate_amount(int(minor), code)
     except InvalidAmount as exc:  # Stripe's limits and rules of the currency, said per entry
         raise _refuse(f"amount {entry!r} {code}: {exc.message}", code) from None
     return amount
+
+
+def _typed(minor: int, code: str) -> str:
+    """Minor units as a person would type them: ``1230`` KWD -> ``1.230``."""
+    return format_money(minor, code).split(" ", 1)[1]
 
 
 def describe_entry(text: str, currency: str) -> str:

@@ -283,12 +283,16 @@ def write_report(
         elif fmt == "parquet":
             for name, df in clean.items():
                 df.to_parquet(temp[targets[name]], index=False)
-        elif fmt == "json":
-            temp[path].write_text(_to_json(clean, title, meta), encoding="utf-8")
-        elif fmt == "xlsx":
-            _write_xlsx(clean, temp[path])
-        else:
-            temp[path].write_text(to_html(clean, title=title, meta=meta), encoding="utf-8")
+        else:  # one file may hold several reports: each file gets the reports sent to it
+            for target in files:
+                part = {n: df for n, df in clean.items() if targets[n] == target}
+                if fmt == "json":
+                    temp[target].write_text(_to_json(part, title, meta), encoding="utf-8")
+                elif fmt == "xlsx":
+                    _write_xlsx(part, temp[target])
+                else:
+                    text = to_html(part, title=title, meta=meta)
+                    temp[target].write_text(text, encoding="utf-8")
         for target in files:
             os.replace(temp[target], target)
     except OSError as exc:
