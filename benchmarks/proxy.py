@@ -24,6 +24,12 @@ def _serve(conn: Connection, kwargs: dict[str, Any]) -> None:
                 conn.send(None)
                 return
             try:
+                if method == "request_times":
+                    times: dict[str, list[float]] = {}
+                    for r in sb.requests(*args, **kw):
+                        times.setdefault(r.public()["key"], []).append(r.at)
+                    conn.send(("ok", times))
+                    continue
                 conn.send(("ok", getattr(sb, method)(*args, **kw)))
             except Exception as exc:  # noqa: BLE001 - handed back to the caller
                 conn.send(("error", repr(exc)))
@@ -66,3 +72,7 @@ class RemoteSandbox:
 
     def reset_log(self) -> None:
         self._call("reset_log")
+
+    def request_times(self, key: str | None = None) -> dict[str, list[float]]:
+        """Arrival times of the logged requests, by masked key (never the raw key)."""
+        return dict(self._call("request_times", key))

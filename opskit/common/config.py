@@ -53,7 +53,7 @@ class Settings:
     allow_live_writes: bool = False
     test_rate_limit: float = 20.0  # requests/s per shop with a test key (Stripe allows 25)
     live_rate_limit: float = 90.0  # requests/s per shop with a live key (Stripe allows 100)
-    max_shop_workers: int = 8  # shops fetched concurrently
+    max_shop_workers: int = 32  # shops fetched concurrently (threads; see README Performance)
     max_retry_wait: float = 60.0  # seconds of backoff per request before giving up
 
     @classmethod

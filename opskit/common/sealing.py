@@ -8,8 +8,9 @@ itself never part of any payload:
 
 - the task secret is ``OPSKIT_TASK_SECRET`` (a Fernet key, 44 URL-safe base64
   characters) from the environment of each process;
-- when the client process has none, :func:`task_secret` creates one and puts it
-  into its own ``os.environ``, so every worker process it starts afterwards
+- when the client process has none, one is created when this module is first
+  imported (``import opskit`` does) and put into the process's own ``os.environ``,
+  so every worker process it starts afterwards
   (``distributed.LocalCluster(processes=True)``, ``multiprocessing``) inherits
   it through the operating system, not the network;
 - workers on other machines need the same value in their environment (e.g.
@@ -59,8 +60,9 @@ def task_secret(*, create: bool = True) -> bytes:
 def _fernet(*, create: bool) -> object:
     from cryptography.fernet import Fernet
 
+    secret = task_secret(create=create)
     try:
-        return Fernet(task_secret(create=create))
+        return Fernet(secret)
     except ValueError:
         raise ConfigurationError(
             f"{TASK_SECRET_ENV} is not a Fernet key",
@@ -94,3 +96,6 @@ def seal(key: str) -> SealedKey:
     """Encrypt ``key`` under this process's task secret (created if missing)."""
     token: bytes = _fernet(create=True).encrypt(key.encode("utf-8"))  # type: ignore[attr-defined]
     return SealedKey(token, mask_key(key))
+
+
+task_secret()  # before any worker process is started from this one (see the module docstring)

@@ -27,6 +27,12 @@ call made through :func:`opskit.stripeapi.clients.client_for_shop` gets it with 
 wrapper at call sites. Retries reuse the very same headers, so a POST keeps its
 ``Idempotency-Key``.
 
+Every client shares one ``requests`` session per process (:func:`shared_session`):
+keep-alive connections are reused across shops, keys and the short-lived threads of
+each listing (stripe's default is a new session, so a new connection, per thread),
+and the proxy/CA settings of the environment are read once per host instead of
+twice per request (about a fifth of the CPU of a page of 100 customers).
+
 The attempt limit is stripe's own ``max_network_retries`` (retries = attempts
 - 1), so ``options={"max_network_retries": 0}`` on one call still means "one
 attempt": with no retries allowed the answer goes back to stripe unchanged and
@@ -40,6 +46,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,13 +54,14 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import requests
 import stripe
 
 from opskit.common.exceptions import StripeRetriesExhausted
 from opskit.common.keys import redact
 from opskit.stripeapi.ratelimit import TokenBucket
 
-__all__ = ["LimitedRetryingClient", "RetryPolicy", "parse_retry_after"]
+__all__ = ["LimitedRetryingClient", "RetryPolicy", "parse_retry_after", "shared_session"]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +169,48 @@ def _close(response: Response | None) -> None:
         close()
 
 
+class _Session(requests.Session):
+    """A ``requests.Session`` that reads the environment's proxy/CA settings once per host.
+
+    ``requests`` scans ``os.environ`` on every request (``trust_env``); the answer
+    for one scheme and host does not change while opskit runs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._env: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._env_lock = threading.Lock()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=128)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        parts = urlsplit(str(url))
+        key = (parts.scheme, parts.netloc, repr(proxies), stream, verify, cert)
+        with self._env_lock:
+            hit = self._env.get(key)
+        if hit is None:
+            hit = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            with self._env_lock:
+                self._env[key] = hit
+        return {**hit, "proxies": dict(hit.get("proxies") or {})}
+
+
+_session: _Session | None = None
+_session_lock = threading.Lock()
+
+
+def shared_session() -> requests.Session:
+    """The process's one ``requests`` session for Stripe calls (thread-safe use)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = _Session()
+        return _session
+
+
 class LimitedRetryingClient(stripe.RequestsClient):
     """stripe's requests-based client with a per-key rate limit and opskit's retry policy.
 
@@ -179,6 +229,7 @@ class LimitedRetryingClient(stripe.RequestsClient):
         rng: random.Random | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("session", shared_session())
         super().__init__(timeout=timeout, **kwargs)
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
