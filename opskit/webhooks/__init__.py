@@ -1,0 +1,17 @@
+"""The webhook receiver: Stripe's deliveries per shop, checked, stored, applied.
+
+Holds: ``receiver`` (an aiohttp app with one URL per shop, ``/stripe/webhook/<shop
+id>``, importable by the backend to mount, and ``serve`` to run it on its own),
+``replay`` (re-processing stored deliveries), ``secrets`` (each shop's signing
+secrets, several at once for rotation, never shown unmasked).
+Sits between the demo and ``Ops``: it uses an :class:`~opskit.ops.Ops` for the
+database and the shops' keys, and the writes' event processing.
+May import: ``opskit.ops``, ``opskit.writes``, ``opskit.backend``, ``opskit.stripeapi``,
+``opskit.core``, ``opskit.common``; never the faces, the reports or the sandbox.
+"""
+
+from opskit.webhooks.receiver import make_app, serve
+from opskit.webhooks.replay import replay
+from opskit.webhooks.secrets import add_secret, list_secrets, remove_secret
+
+__all__ = ["add_secret", "list_secrets", "make_app", "remove_secret", "replay", "serve"]
