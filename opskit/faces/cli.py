@@ -776,6 +776,12 @@ def audit(
                 console.print(f"Wrote {path}")
 
 
+# `opskit refresh` and `opskit webhooks ...` live in their own module.
+from opskit.faces import cli_events  # noqa: E402 - uses the helpers above
+
+cli_events.register(app)
+
+
 def main() -> None:
     """Entry point of the ``opskit`` script and ``python -m opskit``."""
     app()

@@ -11,7 +11,15 @@ May import: ``opskit.ops``, ``opskit.writes``, ``opskit.backend``, ``opskit.stri
 """
 
 from opskit.webhooks.receiver import make_app, serve
-from opskit.webhooks.replay import replay
+from opskit.webhooks.replay import deliveries, replay
 from opskit.webhooks.secrets import add_secret, list_secrets, remove_secret
 
-__all__ = ["add_secret", "list_secrets", "make_app", "remove_secret", "replay", "serve"]
+__all__ = [
+    "add_secret",
+    "deliveries",
+    "list_secrets",
+    "make_app",
+    "remove_secret",
+    "replay",
+    "serve",
+]

@@ -24,7 +24,7 @@ from opskit.writes.refresh import process_event
 if TYPE_CHECKING:
     from opskit.ops import Ops
 
-__all__ = ["REPLAYABLE", "replay"]
+__all__ = ["REPLAYABLE", "deliveries", "replay"]
 
 REPLAYABLE = ("accepted", "failed")
 
@@ -81,3 +81,9 @@ def replay(
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     return pd.DataFrame(rows).astype(cols)
+
+
+def deliveries(ops: Ops, shop_ids: Iterable[Any] | None = None) -> pd.DataFrame:
+    """``WEBHOOK_DELIVERIES``: every delivery the receiver stored, newest first (no bodies)."""
+    shops = None if shop_ids is None else [str(s) for s in shop_ids]
+    return state_for(ops.ctx.db).deliveries_frame(shops)
