@@ -426,6 +426,7 @@ def subscription_report() -> pd.DataFrame:
             sacct(18, 1, "cus_i", None),  # no subscription, nothing live: no row
             sacct(19, 1, None, None),  # nothing at all: no row
             sacct(20, 1, "cus_k", "sub_k", None, None),  # no local status: drift
+            sacct(21, 1, "cus_w", "sub_w", "active", "price_1"),  # another customer's sub
             sacct(40, 3, "cus_q", "sub_q", "active", "price_1"),
             sacct(50, 5, "cus_s", "sub_s", "active", "price_1"),
         ]
@@ -446,6 +447,7 @@ def subscription_report() -> pd.DataFrame:
             sub(1, "sub_x", "cus_unknown", "unpaid"),  # orphan, no account links customer
             sub(1, "sub_m1", "cus_m", "active"),  # multiple active, no account at all
             sub(1, "sub_m2", "cus_m", "active"),
+            sub(1, "sub_w", "cus_someone_else"),
             sub(5, "sub_s", "cus_s", "canceled"),  # failing shop: ignored
         ]
     )
@@ -482,6 +484,7 @@ def test_every_subscription_status_is_found(subscription_report):
         "sub_x": "orphan_in_stripe",
         "sub_m1": "multiple_active",
         "sub_m2": "multiple_active",
+        "sub_w": "wrong_customer",
     }
     assert set(subscription_report["status"]) == set(frames.SUBSCRIPTION_STATUSES)
 

@@ -30,6 +30,7 @@ SUBSCRIPTION_STATUSES = [
     "match",
     "status_drift",
     "price_mismatch",
+    "wrong_customer",
     "missing_in_stripe",
     "orphan_in_stripe",
     "multiple_active",
@@ -88,6 +89,9 @@ SUBSCRIPTIONS: Spec = {
     "created_at": UTC_TIME,
     "canceled_at": UTC_TIME,
     "dashboard_url": "string",  # the subscription's page in the shop's Stripe dashboard
+    "stripe_price_ids": "string",  # every item's price, sorted, joined by ","
+    "cancel_at": UTC_TIME,  # a scheduled end (Stripe sets it for cancel_at_period_end too)
+    "ended_at": UTC_TIME,
 }
 
 PRICES: Spec = {
@@ -128,7 +132,9 @@ SUBSCRIPTION_REPORT: Spec = {
     "local_status": "string",
     "stripe_status": "string",
     "local_price_id": "string",
-    "stripe_price_id": "string",
+    "stripe_price_id": "string",  # the item matching local_price_id, else the only item's
+    "stripe_price_ids": "string",  # every item's price, sorted, joined by ","
+    "ends_at": UTC_TIME,  # when it ends or ended; <NA>: it renews (core.subscription_status)
     "detail": "string",
     "suggested_action": "string",
     # The Stripe subscription's terms, to size a finding (opskit.core.enrich):

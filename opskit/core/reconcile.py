@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from opskit.common.keys import redact
+from opskit.core import subscription_status as sub_status
 from opskit.core.frames import (
     CUSTOMER_REPORT,
     CUSTOMER_STATUSES,
@@ -57,10 +58,11 @@ __all__ = [
 ]
 
 CONFIGURED_MODES = ("live", "test")
-#: Two or more of these on one customer: a double-billing risk (``multiple_active``).
-ACTIVE_SUBSCRIPTION_STATUSES = ("active", "trialing")
+#: Two or more of these on one customer, none scheduled to end, are a double-billing
+#: risk (``multiple_active``); the rules live in :mod:`opskit.core.subscription_status`.
+ACTIVE_SUBSCRIPTION_STATUSES = tuple(sorted(sub_status.BILLING))
 #: A subscription in one of these that no account records is ``orphan_in_stripe``.
-LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete")
+LIVE_SUBSCRIPTION_STATUSES = tuple(sorted(sub_status.LIVE))
 
 _KEYS = ["shop_id", "stripe_customer_id"]
 _SUB_KEYS = ["shop_id", "stripe_subscription_id"]
@@ -607,20 +609,31 @@ def reconcile_subscriptions(
 ) -> pd.DataFrame:
     """Compare the subscription each account records with that shop's Stripe subscriptions.
 
-    Returns a ``SUBSCRIPTION_REPORT`` frame, one row per finding, sorted by
-    shop_id, account_id, stripe_subscription_id (<NA> last):
+    A subscription is all its items (``stripe_price_ids``), its customer and its
+    Stripe status, read through :mod:`opskit.core.subscription_status` (the one
+    table of what each status means). Returns a ``SUBSCRIPTION_REPORT`` frame, one
+    row per finding, sorted by shop_id, account_id, stripe_subscription_id (<NA> last):
 
     - shop_not_configured / shop_error: as in :func:`reconcile_customers`.
-    - multiple_active: one row per subscription of a customer with two or more
-      active/trialing subscriptions; it replaces match/drift for them. The
-      account is the one recording the subscription, else the lowest account id
-      linking the customer.
-    - per account recording a stripe_subscription_id: missing_in_stripe, or
-      status_drift (local subscription_status vs Stripe status; the detail also
-      names a price difference), price_mismatch (only when the local
-      stripe_price_id is set), match.
-    - orphan_in_stripe: a live subscription no account of the shop records; the
-      account is the lowest account id linking its customer.
+    - per account recording a stripe_subscription_id, the first that applies:
+      missing_in_stripe; wrong_customer (the subscription's customer is not the
+      customer the account links); multiple_active (below); status_drift (local
+      subscription_status vs Stripe's; the detail also names a price
+      difference); price_mismatch (the local stripe_price_id, when set, is none
+      of the subscription's items' prices); match.
+    - multiple_active: one row per *billing* subscription (active, trialing or
+      past_due and not scheduled to end before it bills again:
+      :func:`~opskit.core.subscription_status.counts_for_multiple_active`) of a
+      customer with two or more. The account is the one recording it, else the
+      lowest account id linking the customer.
+    - orphan_in_stripe: a *live* subscription (every status but canceled and
+      incomplete_expired: paused, unpaid and incomplete included) no account of
+      the shop records; the account is the lowest account id linking its customer.
+
+    Every row says when the subscription ends (``ends_at``: ended_at/canceled_at
+    once ended, cancel_at or the period end when scheduled, <NA> when it renews).
+    ``stripe_price_id`` is the item matching the recorded price, else the only
+    item's price, else <NA> (several items: no single price to record).
     """
     spec = SUBSCRIPTION_REPORT
     states = _shop_states(shops, shop_errors)
@@ -670,12 +683,27 @@ def reconcile_subscriptions(
             "stripe_customer_id": "string",
             "status": "string",
             "stripe_price_id": "string",
+            "stripe_price_ids": "string",
+            "cancel_at_period_end": "boolean",
+            "cancel_at": _UTC,
+            "current_period_end_at": _UTC,
+            "ended_at": _UTC,
+            "canceled_at": _UTC,
         },
     )
     subs = subs[_bool(subs["shop_id"].isin(ok["shop_id"]))]
     for col in ("stripe_subscription_id", "stripe_customer_id", "stripe_price_id"):
         subs[col] = _clean_id(subs[col])
     subs = subs[subs["stripe_subscription_id"].notna()].reset_index(drop=True)
+    subs["stripe_price_ids"] = _clean_id(subs["stripe_price_ids"]).fillna(subs["stripe_price_id"])
+    subs["_ends_at"] = sub_status.ends_at(
+        subs["status"],
+        subs["cancel_at_period_end"],
+        subs["cancel_at"],
+        subs["current_period_end_at"],
+        subs["ended_at"],
+        subs["canceled_at"],
+    )
     subs = subs.rename(
         columns={"status": "stripe_status", "stripe_customer_id": "_stripe_customer"}
     )
@@ -684,27 +712,47 @@ def reconcile_subscriptions(
     r_key, s_key = _key_codes([rec, subs], _SUB_KEYS)
     subs, s_key = _dedupe(subs, s_key, prefer=np.ones(len(subs), dtype=bool))
 
-    status = subs["stripe_status"].str.strip().str.lower()
     (customer_key,) = _key_codes([subs], ["shop_id", "_stripe_customer"])
-    active = _bool(status.isin(ACTIVE_SUBSCRIPTION_STATUSES)) & (customer_key >= 0)
+    billing = sub_status.counts_for_multiple_active(
+        subs["stripe_status"],
+        subs["cancel_at_period_end"],
+        subs["cancel_at"],
+        subs["current_period_end_at"],
+    ).to_numpy(dtype=bool) & (customer_key >= 0)
     multi = np.zeros(len(subs), dtype=bool)
-    multi[active] = pd.Series(customer_key[active]).duplicated(keep=False).to_numpy()
-    live = _bool(status.isin(LIVE_SUBSCRIPTION_STATUSES))
+    multi[billing] = pd.Series(customer_key[billing]).duplicated(keep=False).to_numpy()
+    live = sub_status.is_live(subs["stripe_status"]).to_numpy(dtype=bool)
 
     pos = pd.Index(s_key).get_indexer(r_key)
     found = pos >= 0
-    for col in ("stripe_status", "stripe_price_id", "_stripe_customer"):
+    for col in ("stripe_status", "stripe_price_ids", "_stripe_customer", "_ends_at"):
         rec[col] = _gather(subs[col], pos)
-    rec_multi = found & multi[np.where(found, pos, 0)] if len(subs) else found
+    rec["_price_ok"] = _recorded_price_among_items(rec).astype("boolean")
+    rec["stripe_price_id"] = _item_price(rec["stripe_price_ids"]).where(
+        ~_bool(rec["_price_ok"]) | _bool(rec["local_price_id"].isna()), rec["local_price_id"]
+    )
+    wrong = found & _bool(
+        rec["_stripe_customer"].notna()
+        & (
+            rec["stripe_customer_id"].isna()
+            | (rec["stripe_customer_id"] != rec["_stripe_customer"])
+        )
+    )
+    rec_multi = found & ~wrong & (multi[np.where(found, pos, 0)] if len(subs) else found)
     recorded = np.zeros(len(subs), dtype=bool)
     recorded[pos[found]] = True
+    # a subscription recorded on the wrong account still counts in its customer's billing group
+    rightly = np.zeros(len(subs), dtype=bool)
+    rightly[pos[found & ~wrong]] = True
 
+    subs["stripe_price_id"] = _item_price(subs["stripe_price_ids"])
     pieces.append(_sub_missing_rows(spec, rec[~found]))
-    pieces.extend(_sub_compare_rows(spec, rec[found & ~rec_multi]))
+    pieces.append(_wrong_customer_rows(spec, rec[wrong]))
+    pieces.extend(_sub_compare_rows(spec, rec[found & ~rec_multi & ~wrong]))
 
     # multiple_active: prefer the (lowest) account recording the subscription
     ma_rec = rec[rec_multi].sort_values("account_id", kind="stable").drop_duplicates(_SUB_KEYS)
-    ma = pd.concat([ma_rec, _like(subs[multi & ~recorded], rec)], ignore_index=True)
+    ma = pd.concat([ma_rec, _like(subs[multi & ~rightly], rec)], ignore_index=True)
     orphans = _like(subs[~recorded & live & ~multi], rec)
 
     # lowest account id of each shop linking each customer of those subscriptions
@@ -723,6 +771,28 @@ def reconcile_subscriptions(
     return _assemble(spec, pieces, ["shop_id", "account_id", "stripe_subscription_id"], states)
 
 
+_UTC = "datetime64[ns, UTC]"
+
+
+def _item_price(price_ids: pd.Series) -> pd.Series:
+    """The price of a one-item subscription; <NA> for several items (no single price)."""
+    single = _bool(price_ids.str.count(",") == 0)
+    return price_ids.where(single, pd.NA).astype("string")
+
+
+def _recorded_price_among_items(rec: pd.DataFrame) -> pd.Series:
+    """True where the account's local_price_id is one of the subscription's items' prices."""
+    has = rec[["local_price_id", "stripe_price_ids"]].dropna()
+    out = pd.Series(False, index=rec.index, dtype=bool)
+    if not len(has):
+        return out
+    items = has["stripe_price_ids"].str.split(",").explode().str.strip()
+    hit = items.astype("string") == has["local_price_id"].reindex(items.index)
+    among = hit.fillna(False).astype(bool).groupby(level=0).any()
+    out.loc[among.index] = among.to_numpy(dtype=bool)
+    return out
+
+
 def _sub_cols(rows: pd.DataFrame) -> dict[str, object]:
     cols: dict[str, object] = {
         c: rows[c]
@@ -737,6 +807,8 @@ def _sub_cols(rows: pd.DataFrame) -> dict[str, object]:
     cols["stripe_customer_id"] = rows["_stripe_customer"].fillna(rows["stripe_customer_id"])
     cols["stripe_status"] = rows["stripe_status"]
     cols["stripe_price_id"] = rows["stripe_price_id"]
+    cols["stripe_price_ids"] = rows["stripe_price_ids"]
+    cols["ends_at"] = rows["_ends_at"]
     return cols
 
 
@@ -747,13 +819,27 @@ def _sub_missing_rows(spec: Spec, rows: pd.DataFrame) -> pd.DataFrame:
     return _piece(spec, "missing_in_stripe", cols, len(rows))
 
 
+def _wrong_customer_rows(spec: Spec, rows: pd.DataFrame) -> pd.DataFrame:
+    cols = _sub_cols(rows)
+    theirs = rows["_stripe_customer"].fillna("?")
+    cols["detail"] = (
+        "the subscription belongs to customer "
+        + theirs
+        + "; the account links "
+        + rows["stripe_customer_id"].fillna("no customer")
+    )
+    cols["suggested_action"] = (
+        "record this account's own subscription, or fix its customer link; never bill "
+        "from here before checking who pays"
+    )
+    return _piece(spec, "wrong_customer", cols, len(rows))
+
+
 def _sub_compare_rows(spec: Spec, rows: pd.DataFrame) -> list[pd.DataFrame]:
     local_status = rows["local_status"].str.lower().fillna("")
     stripe_status = rows["stripe_status"].str.strip().str.lower().fillna("")
     status_diff = _bool(local_status != stripe_status)
-    price_diff = _bool(rows["local_price_id"].notna()) & _bool(
-        rows["local_price_id"] != rows["stripe_price_id"].fillna("")
-    )
+    price_diff = _bool(rows["local_price_id"].notna()) & ~_bool(rows["_price_ok"])
     same = ~status_diff & ~price_diff
     pieces = [_piece(spec, "match", _sub_cols(rows[same]), int(same.sum()))]
 
@@ -769,8 +855,8 @@ def _sub_compare_rows(spec: Spec, rows: pd.DataFrame) -> list[pd.DataFrame]:
         return (
             "price: local "
             + r["local_price_id"]
-            + ", Stripe "
-            + r["stripe_price_id"].fillna("<none>")
+            + ", Stripe items "
+            + r["stripe_price_ids"].fillna("<none>")
         )
 
     d = rows[status_diff & ~price_diff]
@@ -788,7 +874,10 @@ def _sub_compare_rows(spec: Spec, rows: pd.DataFrame) -> list[pd.DataFrame]:
     p = rows[price_diff & ~status_diff]
     cols = _sub_cols(p)
     cols["detail"] = price_text(p)
-    cols["suggested_action"] = "update local stripe_price_id from Stripe"
+    several = _bool(p["stripe_price_id"].isna())
+    action = _const(len(p), "update local stripe_price_id from Stripe")
+    action[several] = "review: the recorded price is none of the subscription's items"
+    cols["suggested_action"] = action
     pieces.append(_piece(spec, "price_mismatch", cols, len(p)))
     return pieces
 
@@ -809,7 +898,7 @@ def _multi_rows(
     cols["detail"] = (
         "customer has "
         + rows["_subs_n"].astype("string")
-        + " active/trialing subscriptions: "
+        + " subscriptions that will bill again (active/trialing/past_due, not ending): "
         + rows["_subs"]
     )
     cols["suggested_action"] = "review for double billing; cancel the extra subscriptions"

@@ -498,7 +498,7 @@ SUBSCRIPTION_FIELDS: Mapping[str, str] = {
     "status": "status",
     "cancel_at_period_end": "cancel_at_period_end",
 }
-_EPOCH_COLUMNS = ("created_at", "canceled_at", "current_period_end_at")
+_EPOCH_COLUMNS = ("created_at", "canceled_at", "current_period_end_at", "cancel_at", "ended_at")
 
 
 def _id_of(value: Any) -> Any:
@@ -521,8 +521,10 @@ def subscription_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[Strip
     """One ``SUBSCRIPTIONS`` row per subscription dict.
 
     Price fields come from ``items.data[0].price`` (else its legacy ``plan``,
-    else the subscription's ``plan``); ``current_period_end`` from the
-    subscription, else from its first item (where newer API versions keep it).
+    else the subscription's ``plan``); ``stripe_price_ids`` names every item's
+    price (sorted, joined by ","). ``current_period_end`` comes from the
+    subscription, else the earliest of its items' (where newer API versions keep
+    it); ``cancel_at`` and ``ended_at`` as Stripe has them.
     """
     rows = []
     for obj in objects:
@@ -545,12 +547,32 @@ def subscription_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[Strip
             unit_amount=amount if amount is not None else plan.get("amount"),
             currency=currency.lower() if isinstance(currency, str) else None,
             interval=recurring.get("interval") or plan.get("interval"),
-            current_period_end_at=obj.get("current_period_end") or item.get("current_period_end"),
+            current_period_end_at=obj.get("current_period_end") or _period_end(items),
             created_at=obj.get("created"),
             canceled_at=obj.get("canceled_at"),
+            cancel_at=obj.get("cancel_at"),
+            ended_at=obj.get("ended_at"),
+            stripe_price_ids=_price_ids(items, obj),
         )
         rows.append(row)
     return rows
+
+
+def _price_ids(items: list[Any], obj: StripeDict) -> str | None:
+    """Every item's price id (else its plan's, else the subscription's plan), sorted, joined."""
+    ids = set()
+    for item in items:
+        item = item or {}
+        price = item.get("price") or item.get("plan") or obj.get("plan")
+        pid = _id_of(price)
+        if pid:
+            ids.add(str(pid))
+    return ",".join(sorted(ids)) or None
+
+
+def _period_end(items: list[Any]) -> Any:
+    ends = [i.get("current_period_end") for i in items if i and i.get("current_period_end")]
+    return min(ends) if ends else None
 
 
 def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
