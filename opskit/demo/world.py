@@ -124,6 +124,7 @@ _SUB_ROLES = [
     ("missing_in_stripe", 2),
     ("orphan_in_stripe", 2),
     ("multiple_active", 1),
+    ("wrong_customer", 1),
 ]
 
 
@@ -297,8 +298,21 @@ def _make_subscriptions(client: Any, accounts: list[DemoAccount], prices: dict[s
         client.v1.customers.update(
             acc.customer_id, {"invoice_settings": {"default_payment_method": pm.id}}
         )
+        payer = acc.customer_id
+        if acc.sub_role == "wrong_customer":  # a gift: someone else's customer pays
+            payer = client.v1.customers.create(
+                {"email": f"gift-giver{acc.id}@example.org", "name": "Gift giver"}
+            ).id
+            card = client.v1.payment_methods.create(
+                {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
+                                          "exp_year": 2030, "cvc": "123"}}
+            )  # fmt: skip
+            client.v1.payment_methods.attach(card.id, {"customer": payer})
+            client.v1.customers.update(
+                payer, {"invoice_settings": {"default_payment_method": card.id}}
+            )
         sub = client.v1.subscriptions.create(
-            {"customer": acc.customer_id, "items": [{"price": prices["basic"]}]}
+            {"customer": payer, "items": [{"price": prices["basic"]}]}
         )
         details: dict[str, Any] = {
             "stripe_subscription_id": sub.id,
