@@ -191,6 +191,7 @@ class Ops(MoneyOps):
             result.frame,
             result.errors,
             other_shops=shops_frame(outside) if outside else None,
+            other_mode=result.other_mode,
         )
         return enrich.add_dashboard_links(report, local.shops, ["stripe_customer_id"])
 

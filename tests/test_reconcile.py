@@ -115,6 +115,7 @@ def customer_report() -> pd.DataFrame:
             acct(24, 1, "many@x.com", "M1", None),  # two candidates for cus_o2
             acct(25, 1, "MANY@x.com", "M2", None),
             acct(26, 1, None, "Nm", "cus_noemail"),  # None == "" on both sides
+            acct(27, 1, "l@x.com", "Liv", "cus_live"),  # a live-mode customer, test key
             acct(30, 2, "z@x.com", "Zed", "cus_beta"),  # match in shop 2
             acct(40, 3, "q@x.com", "Q", "cus_q"),  # unconfigured shop
             acct(41, 3, "r@x.com", "R", None),
@@ -141,8 +142,16 @@ def customer_report() -> pd.DataFrame:
             cust(5, "cus_nowhere", "j@x.com", "Jo"),  # would make 20 wrong_shop: ignored
         ]
     )
+    live_msg = (
+        "No such customer: 'cus_live'; a similar object exists in live mode, "
+        "but a test mode key was used to make this request."
+    )
     return reconcile_customers(
-        SHOPS, accounts, customers, shop_errors={5: "invalid API key (req_123)"}
+        SHOPS,
+        accounts,
+        customers,
+        shop_errors={5: "invalid API key (req_123)"},
+        other_mode={1: {"cus_live": live_msg}},
     )
 
 
@@ -171,6 +180,7 @@ def test_every_customer_status_is_found(customer_report):
         24: "no_customer_id",
         25: "no_customer_id",
         26: "match",
+        27: "mode_mismatch",
         30: "match",
         40: "shop_not_configured",
         41: "shop_not_configured",

@@ -20,6 +20,7 @@ CUSTOMER_STATUSES = [
     "missing_in_stripe",
     "deleted_in_stripe",
     "wrong_shop",
+    "mode_mismatch",
     "duplicate_link",
     "orphan_in_stripe",
     "shop_not_configured",

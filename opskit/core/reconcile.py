@@ -301,18 +301,23 @@ def reconcile_customers(
     shop_errors: Mapping[int, str] | None = None,
     *,
     other_shops: pd.DataFrame | None = None,
+    other_mode: Mapping[Any, Mapping[str, str]] | None = None,
 ) -> pd.DataFrame:
     """Compare each account's linked Stripe customer with that shop's Stripe customers.
 
     ``other_shops`` (shop_id, shop_name of shops outside the report): ``customers``
     rows of those shops are used only to tell ``wrong_shop`` from
-    ``missing_in_stripe``; they are never reported themselves.
+    ``missing_in_stripe``; they are never reported themselves. ``other_mode``
+    (shop_id -> {customer id: Stripe's 404 message}): linked ids the shop's
+    Stripe answered "a similar object exists in live mode, but a test mode key
+    was used" (or the reverse) for; they are ``mode_mismatch``, never
+    ``missing_in_stripe``, with Stripe's message in ``detail``.
 
     Returns a ``CUSTOMER_REPORT`` frame, one row per finding, sorted by shop_id,
     account_id (<NA> last), stripe_customer_id. Per account, the first rule
     that applies wins: shop_not_configured / shop_error (the whole shop),
     no_customer_id, duplicate_link, deleted_in_stripe, match / mismatch,
-    wrong_shop, missing_in_stripe. Then one orphan_in_stripe row per
+    mode_mismatch, wrong_shop, missing_in_stripe. Then one orphan_in_stripe row per
     non-deleted customer of a usable shop that no account of that shop links.
     """
     spec = CUSTOMER_REPORT
@@ -389,7 +394,7 @@ def reconcile_customers(
     pieces.extend(_compare_rows(spec, linked[found & ~deleted & ~dup]))
     lookup = pd.concat([cus[_KEYS], owners], ignore_index=True) if len(owners) else cus
     names = pd.concat([ok, owner_names], ignore_index=True) if len(owner_names) else ok
-    pieces.extend(_not_found_rows(spec, linked[~found & ~dup], lookup, names))
+    pieces.extend(_not_found_rows(spec, linked[~found & ~dup], lookup, names, other_mode))
     return _assemble(spec, pieces, ["shop_id", "account_id", "stripe_customer_id"], states)
 
 
@@ -564,9 +569,40 @@ def _compare_rows(spec: Spec, rows: pd.DataFrame) -> list[pd.DataFrame]:
 
 
 def _not_found_rows(
-    spec: Spec, rows: pd.DataFrame, cus: pd.DataFrame, ok: pd.DataFrame
+    spec: Spec,
+    rows: pd.DataFrame,
+    cus: pd.DataFrame,
+    ok: pd.DataFrame,
+    other_mode: Mapping[Any, Mapping[str, str]] | None = None,
 ) -> list[pd.DataFrame]:
-    """wrong_shop when another usable shop has the id (the lowest shop_id wins), else missing."""
+    """mode_mismatch when the shop's Stripe says the id exists in the key's other mode;
+    else wrong_shop when another usable shop has the id (the lowest shop_id wins); else
+    missing_in_stripe."""
+    pieces: list[pd.DataFrame] = []
+    if other_mode:
+        said = {
+            (str(shop), str(cid)): msg
+            for shop, ids in other_mode.items()
+            for cid, msg in ids.items()
+        }
+        message = pd.Series(
+            [
+                said.get((str(s), str(c)))
+                for s, c in zip(rows["shop_id"], rows["stripe_customer_id"], strict=True)
+            ],
+            index=rows.index,
+            dtype="string",
+        )
+        mm = _bool(message.notna())
+        m = rows[mm]
+        cols = _account_cols(m, stripe=False)
+        cols["detail"] = message[mm].map(redact, na_action="ignore").astype("string")
+        cols["suggested_action"] = (
+            "keep the link: the customer exists in the other mode of this shop's Stripe "
+            "account; check the shop's key (test vs live) before creating or clearing anything"
+        )
+        pieces.append(_piece(spec, "mode_mismatch", cols, len(m)))
+        rows = rows[~mm]
     ids = rows["stripe_customer_id"]
     elsewhere = cus[_bool(cus["stripe_customer_id"].isin(ids.dropna().unique()))]
     owner = (
@@ -595,7 +631,7 @@ def _not_found_rows(
     cols = _account_cols(mi, stripe=False)
     cols["detail"] = "no such customer in this shop's Stripe account"
     cols["suggested_action"] = "clear the link or create a new customer"
-    return [wrong_piece, _piece(spec, "missing_in_stripe", cols, len(mi))]
+    return [*pieces, wrong_piece, _piece(spec, "missing_in_stripe", cols, len(mi))]
 
 
 # --------------------------------------------------------------------------- subscriptions

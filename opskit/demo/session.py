@@ -15,7 +15,13 @@ import threading
 from dataclasses import dataclass, field
 
 from opskit.demo import home
-from opskit.demo.world import SEED, build_plan, populate_stripe, write_database
+from opskit.demo.world import (
+    SEED,
+    build_plan,
+    populate_other_mode,
+    populate_stripe,
+    write_database,
+)
 from opskit.ops import Ops, open_ops
 from opskit.sandbox import Sandbox
 
@@ -90,6 +96,7 @@ def start(
     try:
         api_base = sandbox.start()
         populate_stripe(plan, api_base)
+        populate_other_mode(plan, sandbox.seed_other_mode)
         write_database(db_url, plan)
         ops = open_ops(db_url, stripe_api_base=api_base)
         place.write_record(api_base, seed)

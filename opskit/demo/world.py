@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,6 +117,7 @@ _CUSTOMER_ROLES = [
     ("deleted_in_stripe", 2),
     ("wrong_shop", 1),
     ("duplicate_link", 2),
+    ("mode_mismatch", 1),
 ]
 _SUB_ROLES = [
     ("match", 12),
@@ -227,6 +229,21 @@ def populate_stripe(plan: DemoPlan, api_base: str) -> None:
 _SETUP_RATE = 500.0  # requests/s while populating a local sandbox
 
 
+def populate_other_mode(plan: DemoPlan, seed_other_mode: Callable[..., list[str]]) -> None:
+    """``mode_mismatch``: each such account links a customer that exists only in the other
+    mode of its shop's Stripe account (a live-mode customer behind the shop's test key).
+
+    ``seed_other_mode`` is :meth:`opskit.sandbox.Sandbox.seed_other_mode` of the sandbox
+    ``populate_stripe`` filled.
+    """
+    keys = {s.id: (s.secret_key or "").strip() for s in plan.shops if s.reachable}
+    for acc in plan.accounts:
+        if acc.role == "mode_mismatch" and acc.shop_id in keys:
+            (acc.customer_id,) = seed_other_mode(
+                keys[acc.shop_id], "customers", [{"email": acc.email, "name": acc.name}]
+            )
+
+
 def _populate_shop(
     client: Any, shop: DemoShop, accounts: list[DemoAccount], orphans: list[tuple[str, str]]
 ) -> list[str]:
@@ -234,7 +251,9 @@ def _populate_shop(
     prices = _make_prices(client, shop)
     made: list[str] = []
     for acc in accounts:
-        if acc.role in ("no_customer_id", "bad_details", "missing_in_stripe", "wrong_shop"):
+        if acc.role in (
+            "no_customer_id", "bad_details", "missing_in_stripe", "wrong_shop", "mode_mismatch"
+        ):  # fmt: skip
             continue
         if acc.role == "duplicate_link" and _is_second_duplicate(acc, accounts):
             continue

@@ -20,7 +20,7 @@ from aiohttp import web
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
-from opskit.sandbox import errors, idempotency, versions
+from opskit.sandbox import errors, idempotency, modes, versions
 from opskit.sandbox.control import RequestRecord, Settings, mask, throttle, well_formed_test_key
 from opskit.sandbox.patches import swap_lock
 from opskit.sandbox.stores import IndexedStore
@@ -218,6 +218,7 @@ class Pipeline:
                         resp = await self._call(request, handler)
                     finally:
                         ls.store = _EMPTY
+                resp = modes.with_other_mode_message(self.stores, key, resp)
                 resp = errors.finish(resp, request_id)
                 if write_fault is not None and write_fault.kind == "error_after":
                     resp = errors.finish(

@@ -312,6 +312,21 @@ class Sandbox(EventsControl):
 
         return self._on_loop(run)
 
+    def seed_other_mode(self, key: str, kind: str, objects: list[dict[str, Any]]) -> list[str]:
+        """:meth:`seed` into the other mode of ``key``'s account (``sk_live_X`` for ``sk_test_X``).
+
+        Requests with ``key`` for those ids then get Stripe's 404 "a similar object
+        exists in live mode, but a test mode key was used" (see
+        :mod:`opskit.sandbox.modes`).
+        """
+        from opskit.sandbox.modes import other_mode_key
+
+        twin = other_mode_key(key) if self.pipeline.valid_key(key) else None
+        if twin is None:
+            raise ValueError("seed_other_mode() needs an sk_/rk_ key this sandbox accepts")
+        objs = list(objects)
+        return self._on_loop(lambda: seed_into(self.pipeline.store_for(twin), kind, objs))  # type: ignore[no-any-return]
+
     def clear(self, key: str | None = None) -> None:
         """Drop ``key``'s store (or every store)."""
 

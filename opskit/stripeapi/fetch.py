@@ -59,9 +59,11 @@ import stripe
 from tqdm.auto import tqdm
 
 from opskit.common.context import Context
+from opskit.common.keys import redact
 from opskit.common.models import Shop, as_shop
 from opskit.common.sealing import SealedKey, seal
 from opskit.common.stripe_errors import describe_error
+from opskit.common.stripe_modes import other_mode, stripe_message
 from opskit.core.frames import CUSTOMERS, PRICES, SUBSCRIPTIONS, Spec, conform, empty
 from opskit.stripeapi import paging
 from opskit.stripeapi.clients import client_for_shop, transport_of
@@ -94,6 +96,9 @@ class FetchResult:
 
     frame: pd.DataFrame
     errors: dict[int, str] = field(default_factory=dict)  # shop_id -> one secret-free line
+    # shop_id -> {id: Stripe's 404 message} for linked ids that exist in the key's other
+    # mode ("a similar object exists in live mode, but a test mode key was used")
+    other_mode: dict[int, dict[str, str]] = field(default_factory=dict)
     requests: int = 0  # API calls made (list pages and retrieves; transport retries excluded)
 
 
@@ -144,6 +149,8 @@ class ShopOutcome:
     rows: list[StripeDict] = field(default_factory=list)
     listed_ids: frozenset[str] = frozenset()
     not_found: tuple[str, ...] = ()  # retrieve ids the shop answered 404 for
+    # of those, ids Stripe says exist in the key's other mode: id -> Stripe's message
+    other_mode: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     windows: int = 0
     error: str | None = None
@@ -165,9 +172,11 @@ def _shop_client(job: ShopJob) -> stripe.StripeClient:
 
 def _retrieve(
     client: stripe.StripeClient, kind: str, ids: list[str], workers: int
-) -> tuple[list[StripeDict], list[str]]:
-    """Retrieve ``ids`` in parallel: (objects found, ids answered 404)."""
+) -> tuple[list[StripeDict], list[str], dict[str, str]]:
+    """Retrieve ``ids`` in parallel: (objects found, ids answered 404, and of those the
+    ones Stripe says exist in the other mode, with Stripe's message)."""
     service = getattr(client.v1, paging.ENDPOINTS[kind].service)
+    elsewhere: dict[str, str] = {}
 
     def one(object_id: str) -> StripeDict | None:
         try:
@@ -175,16 +184,18 @@ def _retrieve(
             return obj
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404:
+                if other_mode(exc):
+                    elsewhere[object_id] = redact(stripe_message(exc))
                 return None
             raise
 
     if not ids:
-        return [], []
+        return [], [], {}
     with ThreadPoolExecutor(max(1, min(workers, len(ids))), "opskit-retrieve") as pool:
         answers = list(pool.map(one, ids))
     found = [a for a in answers if a is not None]
     missing = [i for i, a in zip(ids, answers, strict=True) if a is None]
-    return found, missing
+    return found, missing, elsewhere
 
 
 def run_shop_job(job: ShopJob) -> ShopOutcome:
@@ -218,10 +229,11 @@ def run_shop_job(job: ShopJob) -> ShopOutcome:
         listed = frozenset(str(row[id_column]) for row in rows)
         wanted = list(dict.fromkeys(i for i in job.retrieve_ids if i not in listed))
         out.requests += len(wanted)
-        found, missing = _retrieve(client, job.kind, wanted, job.window_workers)
+        found, missing, elsewhere = _retrieve(client, job.kind, wanted, job.window_workers)
         out.rows = [*rows, *to_rows(shop_id, found)]
         out.listed_ids = listed
         out.not_found = tuple(missing)
+        out.other_mode = elsewhere
     except Exception as exc:  # noqa: BLE001 - any failure of this shop is this shop's error
         if lister is not None:
             out.requests += lister.stats.requests
@@ -382,8 +394,10 @@ def fetch_customers(
     found_anywhere = listed_anywhere | {
         str(row["stripe_customer_id"]) for o in outcomes for row in o.rows
     }
+    # an id Stripe says exists in the shop's other mode is not lost: its owner is known
     lost: dict[int, list[str]] = {
-        o.shop_id: [i for i in o.not_found if i not in found_anywhere] for o in outcomes
+        o.shop_id: [i for i in o.not_found if i not in found_anywhere and i not in o.other_mode]
+        for o in outcomes
     }
     healthy = [shop for shop in targets if int(shop.id or 0) not in errors] + outsiders
     cross: list[ShopJob] = []
@@ -414,7 +428,8 @@ def fetch_customers(
             log.warning("opskit: cross-shop lookup in shop %s failed: %s", o.shop_id, o.error)
     frame = _frame(CUSTOMERS, [*outcomes, *extra], "stripe_customer_id")
     requests = sum(o.requests for o in [*outcomes, *extra])
-    return FetchResult(frame=frame, errors=errors, requests=requests)
+    elsewhere = {o.shop_id: dict(o.other_mode) for o in outcomes if o.other_mode}
+    return FetchResult(frame=frame, errors=errors, requests=requests, other_mode=elsewhere)
 
 
 def fetch_subscriptions(

@@ -51,6 +51,8 @@ from opskit.common.exceptions import (
 )
 from opskit.common.keys import redact
 from opskit.common.models import Account, Shop, parse_details
+from opskit.common.stripe_modes import other_mode, stripe_message
+from opskit.core import subscription_status
 from opskit.core.money import format_money, validate_amount
 from opskit.stripeapi.clients import client_for_shop
 from opskit.writes.guard import check_live_write
@@ -68,7 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Subscription statuses after which a new subscription is not a double charge.
-_ENDED = frozenset({"canceled", "incomplete_expired"})
+_ENDED = subscription_status.ENDED
 
 
 def _load_account(ctx: Context, account_id: int) -> tuple[Account, dict[str, Any]]:
@@ -346,10 +348,24 @@ def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
 
     A 404 here is an answer, not a failure (a dangling link), so it is not
     audited; any other failure is audited as the write's error and re-raised.
+    A 404 saying the object exists in the key's other mode ("a similar object
+    exists in live mode, but a test mode key was used") is not absence: the
+    write is refused (audited), whatever ``force`` says, and Stripe's message kept.
     """
     try:
         return fn().to_dict()  # type: ignore[no-any-return]
     except stripe.InvalidRequestError as exc:
+        mode = other_mode(exc)
+        if mode is not None:
+            refused = InputError(
+                f"{write.action} on {write.target} in shop {write.shop.id}: Stripe says "
+                f"{stripe_message(exc)!r}; the linked object exists in {mode} mode, so it is "
+                "not missing; nothing written",
+                guidance=f"Check the shop's key: the link is a {mode}-mode object. Use the "
+                f"shop's {mode} key, or clear the link yourself if it is really wrong.",
+            )
+            write.record("refused", error=redact(refused.message), request_id=exc.request_id)
+            raise refused from None
         if _is_missing(exc):
             return None
         write.record("error", error=exc)
@@ -499,9 +515,12 @@ def create_subscription(
     """Subscribe the account's customer to ``price_id``; record it in details.
 
     Details get ``stripe_subscription_id``, ``subscription_status`` and
-    ``stripe_price_id``. Refused when the account records a subscription that
-    is not ended in Stripe (a double-billing risk), unless ``force=True``;
-    repeating the very call that created it returns it unchanged.
+    ``stripe_price_id``. Refused when the customer has any live subscription in
+    Stripe (every status but canceled and incomplete_expired, see
+    :mod:`opskit.core.subscription_status`), recorded on the account or not: a
+    double-billing risk, unless ``force=True``. Stripe is asked (the customer's
+    subscriptions are listed), not the local record. Repeating the very call
+    that created one returns it unchanged.
     """
     if not isinstance(price_id, str) or not price_id.strip():
         raise InputError(f"price id {price_id!r} is not a Stripe price id")
@@ -527,21 +546,27 @@ def create_subscription(
     )
     write.guard(confirm)
     client = write.client()
-    if recorded:
-        current = _retrieve(write, lambda: client.v1.subscriptions.retrieve(recorded))
-        if current is not None and current.get("status") not in _ENDED:
-            if _made_by(current) == call:
-                write.record("ok", result=recorded, params={**key_params, "already_done": True})
-                return current
-            if not force:
-                exc2 = InputError(
-                    f"account {aid} records subscription {recorded}, which is "
-                    f"{current.get('status')} in shop {shop.id}'s Stripe account; a second "
-                    "subscription would bill the customer twice; nothing created",
-                    guidance="Cancel it first (ops.cancel_subscription), or pass force=True.",
-                )
-                write.record("refused", error=exc2.message)
-                raise exc2
+    # The double-billing guard asks Stripe, not the local record: every subscription
+    # of the customer, recorded anywhere or nowhere.
+    live = [
+        s
+        for s in _customer_subscriptions(write, client, customer)
+        if subscription_status.is_live_one(s)
+    ]
+    for current in live:
+        if _made_by(current) == call:
+            write.record("ok", result=current["id"], params={**key_params, "already_done": True})
+            return current
+    if live and not force:
+        listed = ", ".join(f"{s['id']} ({s.get('status')})" for s in live)
+        exc2 = InputError(
+            f"customer {customer} of account {aid} already has {len(live)} live "
+            f"subscription(s) in shop {shop.id}'s Stripe account: {listed}; a second "
+            "subscription would bill the customer twice; nothing created",
+            guidance="Cancel it first (ops.cancel_subscription), or pass force=True.",
+        )
+        write.record("refused", error=exc2.message)
+        raise exc2
     body: dict[str, Any] = {
         "customer": customer,
         "items": [{"price": params["price"]}],
@@ -566,6 +591,24 @@ def create_subscription(
         stripe_id=sub["id"],
     )
     return sub
+
+
+def _customer_subscriptions(
+    write: _Write, client: stripe.StripeClient, customer: str
+) -> list[dict[str, Any]]:
+    """Every subscription of ``customer`` in the shop's Stripe account (``status="all"``).
+
+    A failure is audited as the write's error and re-raised: without this answer
+    a new subscription could bill the customer twice.
+    """
+    try:
+        page = client.v1.subscriptions.list(
+            params={"customer": customer, "status": "all", "limit": 100}
+        )
+        return [s.to_dict() for s in page.auto_paging_iter()]
+    except (stripe.StripeError, OpskitError) as exc:
+        write.record("error", error=exc)
+        raise
 
 
 def _alive(obj: Mapping[str, Any] | None) -> bool:
@@ -622,9 +665,15 @@ def cancel_subscription(
         if not _is_missing(exc):
             write.record("error", error=exc)
             raise
+        mode = other_mode(exc)
+        where = (
+            f"exists only in {mode} mode of shop {shop.id}'s Stripe account (Stripe: "
+            f"{stripe_message(exc)!r})"
+            if mode
+            else f"is not in shop {shop.id}'s Stripe account"
+        )
         missing = UnknownSubscription(
-            f"subscription {sid} is not in shop {shop.id}'s Stripe account "
-            f"(404 [request {exc.request_id}]); nothing canceled"
+            f"subscription {sid} {where} (404 [request {exc.request_id}]); nothing canceled"
         )
         write.record("error", error=missing.message, request_id=exc.request_id)
         raise missing from None
