@@ -136,7 +136,8 @@ def test_a_live_subscription_recorded_nowhere_blocks_a_second_one(world: World) 
     # force is the explicit way through
     forced = world.ops.create_subscription(1, "price_base", actor="test", force=True, **TRIAL)
     assert (
-        forced["status"] == "trialing" and world.details(1)["stripe_subscription_id"] == forced["id"]
+        forced["status"] == "trialing"
+        and world.details(1)["stripe_subscription_id"] == forced["id"]
     )
 
 
