@@ -294,6 +294,48 @@ def run_sandbox_checks(sandbox: Any) -> tuple[Result, Result]:
         lambda: _plain(c.v1.payment_intents.list(params={"limit": 5})),
     )
 
+    # ------------------------------------------------------------ money and events
+    # (read by ops.payments / payouts / refresh; served by the sandbox's money and
+    # events modules)
+    paid = c.v1.payment_intents.create(
+        params={
+            "amount": 2000,
+            "currency": "eur",
+            "customer": payer.id,
+            "payment_method": w.pm().id,
+            "confirm": True,
+        }
+    )
+    check(
+        "charge.list",
+        "list:py:Charge",
+        lambda: _plain(
+            c.v1.charges.list(params={"limit": 3, "expand": ["data.balance_transaction"]})
+        ),
+    )
+    check(
+        "refund.create",
+        "py:Refund",
+        lambda: _plain(c.v1.refunds.create(params={"payment_intent": paid.id, "amount": 500})),
+    )
+    c.v1.payment_intents.create(
+        params={
+            "amount": 900,
+            "currency": "eur",
+            "payment_method": w.pm("4000000000000259").id,
+            "confirm": True,
+        }
+    )
+    check("dispute.list", "list:py:Dispute", lambda: _plain(c.v1.disputes.list()))
+    check(
+        "balance_transaction.list",
+        "list:py:BalanceTransaction",
+        lambda: _plain(c.v1.balance_transactions.list(params={"limit": 10})),
+    )
+    check("payout.list", "list:py:Payout", lambda: _plain(c.v1.payouts.list()))
+    check("balance.retrieve", "py:Balance", lambda: _plain(c.v1.balance.retrieve()))
+    check("event.list", "list:py:Event", lambda: _plain(c.v1.events.list(params={"limit": 5})))
+
     # ------------------------------------------------------------ error bodies
     def error(name: str, fn: Callable[[], Any]) -> stripe.StripeError | None:
         body, exc = _err_body(fn)
@@ -586,7 +628,9 @@ SANDBOX_CHECKS = (
     "subscription.update.cancel_at_period_end", "subscription.cancel", "subscription.list.all",
     "customer.subscriptions.list", "invoice.latest", "payment_method.create",
     "payment_intent.create.succeeded", "payment_intent.create.requires_payment_method",
-    "payment_intent.list", "error.resource_missing", "error.parameter_unknown",
+    "payment_intent.list", "charge.list", "refund.create", "dispute.list",
+    "balance_transaction.list", "payout.list", "balance.retrieve", "event.list",
+    "error.resource_missing", "error.parameter_unknown",
     "error.card_declined", "error.authentication", "error.idempotency", "error.rate_limit",
     "error.api", "behaviour.decline_card_declines", "behaviour.error_extras_and_should_retry",
     "behaviour.idempotent_500_replayed", "behaviour.deleting_customer_cancels_subscriptions",

@@ -35,7 +35,8 @@ SPEC_NAME = "spec3-excerpt.json"
 # referenced; any other referenced resource is just "an object" here.
 DEEP = {
     "Customer", "Invoice", "PaymentIntent", "PaymentMethod", "Plan", "Price", "Product",
-    "Subscription", "SubscriptionItem", "Charge", "TestClock",
+    "Subscription", "SubscriptionItem", "Charge", "TestClock", "Event", "Refund", "Dispute",
+    "BalanceTransaction", "Payout", "Balance",
 }  # fmt: skip
 
 # Excerpt schema name -> stripe-python class name, for the $refs it leaves out.
