@@ -204,6 +204,8 @@ class Ops(MoneyOps):
             result = fetch.fetch_subscriptions(
                 self.ctx,
                 local.run,
+                # Recorded ids the listing lacks (a test clock's) are retrieved.
+                link_ids=fetch.linked_ids(local.accounts, "stripe_subscription_id"),
                 expected=fetch.size_hints(local.accounts, "stripe_subscription_id"),
                 executor=executor,
                 progress=progress,

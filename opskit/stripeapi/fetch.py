@@ -436,6 +436,7 @@ def fetch_subscriptions(
     ctx: Context,
     shops: Iterable[Any],
     *,
+    link_ids: Mapping[int, Collection[str]] | None = None,
     expected: Mapping[int, int] | None = None,
     executor: Executor | None = None,
     progress: bool = True,
@@ -444,13 +445,19 @@ def fetch_subscriptions(
 ) -> FetchResult:
     """Every subscription of each shop (``status="all"``: canceled too), as ``SUBSCRIPTIONS``.
 
-    ``expected``: per-shop size hints, as for :func:`fetch_customers`.
+    ``link_ids`` (shop_id -> subscription ids the shop's accounts record) are
+    retrieved when the listing does not hold them: Stripe leaves subscriptions of
+    customers on a test clock out of every list, so a recorded one would otherwise
+    read ``missing_in_stripe``. ``expected``: per-shop size hints, as for
+    :func:`fetch_customers`.
     """
+    links = {int(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
     jobs = [
         _job(
             ctx,
             "subscriptions",
             shop,
+            retrieve_ids=tuple(dict.fromkeys(links.get(int(shop.id or 0), ()))),
             window_workers=window_workers,
             expected=(expected or {}).get(int(shop.id or 0)),
         )
