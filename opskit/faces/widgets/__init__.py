@@ -20,16 +20,19 @@ except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency of o
         "opskit.faces.widgets needs ipywidgets: pip install 'ipywidgets>=8' (or reinstall opskit)"
     ) from exc
 
+from opskit.faces.widgets.changes import ChangesPanel, changes_panel
 from opskit.faces.widgets.payment import PaymentPanel, payment_panel
 from opskit.faces.widgets.reconcile import ReconcilePanel, reconcile_panel
 from opskit.faces.widgets.subscription import SubscriptionPanel, subscription_panel
 from opskit.faces.widgets.sync import SyncPanel, sync_panel
 
 __all__ = [
+    "ChangesPanel",
     "PaymentPanel",
     "ReconcilePanel",
     "SubscriptionPanel",
     "SyncPanel",
+    "changes_panel",
     "payment_panel",
     "reconcile_panel",
     "subscription_panel",
