@@ -21,9 +21,9 @@ from opskit.common.exceptions import (
     InvalidAmount,
     LiveWriteRefused,
     StripeCustomerMissing,
-    StripeRetriesExhausted,
     UnknownAccount,
     UnknownShop,
+    WriteOutcomeUnknown,
 )
 from opskit.sandbox import Sandbox
 from opskit.writes import actions
@@ -155,25 +155,31 @@ def test_customer_kept_when_the_database_write_fails_and_a_rerun_repairs(b: Back
     assert b.details(10)["stripe_customer_id"] == cus["id"]
 
 
-def test_stripe_faults_are_retried_with_the_same_key_or_leave_nothing(b: Backend) -> None:
+def test_a_lost_answer_is_found_out_then_sent_under_a_new_key(b: Backend) -> None:
+    # A dropped connection, then 500s: the write's outcome is unknown, so opskit asks
+    # Stripe (by its opskit_key tag) before sending again, and sends under a new key.
     b.sandbox.configure(key=b.key1, drop_next=1, fail_next=2)
     cus = actions.create_customer(b.ctx, 10, actor="ana")
     assert len(b.customers(b.key1)) == 1
-    keys = {r.idempotency_key for r in b.sandbox.requests(b.key1) if r.method == "POST"}
-    assert len(keys) == 1  # three attempts, one key
     assert b.details(10)["stripe_customer_id"] == cus["id"]
-    # Stripe keeps failing: a clear error, audited, no customer, details untouched.
+    log = audit.read_log(b.ctx.db, action="customer.create")
+    first, last = log.iloc[-1], log.iloc[0]
+    assert first["outcome"] == "error" and "not in Stripe" in first["resolution"]
+    assert last["outcome"] == "ok" and last["result"] == cus["id"]
+    assert last["idempotency_key"] == first["idempotency_key"] + ":attempt2"
+    assert not log["outcome"].isin(["pending", "unknown"]).any()
+    # Stripe keeps failing, lookups included: recorded as unknown, a clear error, no customer.
     b.ctx.settings = Settings(
         database_url=b.ctx.settings.database_url, stripe_api_base=b.sandbox.url, max_retry_wait=0.0
     )
     b.sandbox.configure(key=b.key1, fail_next=50)
-    with pytest.raises(StripeRetriesExhausted):
+    with pytest.raises(WriteOutcomeUnknown, match="recorded as unknown"):
         actions.create_customer(b.ctx, 11, actor="ana")
     b.sandbox.reset_config()
     assert len(b.customers(b.key1)) == 1 and b.details(11) == {}
     last = audit.read_log(b.ctx.db, limit=1).iloc[0]
-    assert (last["action"], last["outcome"]) == ("customer.create", "error")
-    assert "StripeRetriesExhausted" in last["error"]
+    assert (last["action"], last["outcome"]) == ("customer.create", "unknown")
+    assert "APIError" in last["error"] and "StripeRetriesExhausted" in last["resolution"]
 
 
 # -- payment intents ---------------------------------------------------------------------------

@@ -221,9 +221,14 @@ def test_apply_merges_keeps_unknown_keys_and_audits(ctx: Context) -> None:
     assert json.loads(row["params"]) == {
         "key": "subscription_status", "old": "active", "new": "past_due"
     }  # fmt: skip
-    # Applying the same plan again: every row is stale now, nothing overwritten.
+    # Applying the same plan again (say after a crash): every row is already done,
+    # which is success; nothing is written again, and the audit says so.
+    before = audit.read_log(ctx.db)
     again = sync.apply_plan(ctx, plan, actor="ana")
-    assert list(again["outcome"]) == ["stale"] * 4
+    assert list(again["outcome"]) == ["already_applied"] * 4
+    redo = audit.read_log(ctx.db).iloc[: len(audit.read_log(ctx.db)) - len(before)]
+    assert set(redo["outcome"]) == {"ok"}
+    assert all(json.loads(p)["already_done"] is True for p in redo["params"])
 
 
 def test_stale_and_unreadable_rows_are_refused_others_applied(ctx: Context) -> None:

@@ -3,12 +3,21 @@
 The table is created on first use (SQLite and PostgreSQL alike). A row says
 who (``actor``), where (``shop_id``), what (``action``, ``target``, ``params``),
 with which ``idempotency_key``, how it went (``outcome``: ok / error /
-refused), what it produced (``result``: an object id) or why it failed
+refused / pending / unknown), what it produced (``result``: an object id) or why it failed
 (``error``: one secret-free line), and Stripe's ``stripe_request_id``.
 
 Database writes append their audit row on the same connection, inside the
 same transaction, so a change and its trail commit or roll back together.
-Stripe writes append after the call, in a transaction of their own.
+
+Stripe writes cannot share a transaction with the database, so they are
+recorded in two steps: :func:`begin_intent` commits a ``pending`` row (action,
+shop, target, params, idempotency key) *before* the request is sent, and
+:func:`complete` turns it into ``ok`` / ``error`` (or ``unknown``, when Stripe's
+answer was lost) after, setting ``completed_at`` and, when the outcome was
+found out rather than answered, ``resolution`` (how). A process killed between
+the two leaves the ``pending`` row: :func:`open_intents` lists them and
+:mod:`opskit.writes.recovery` resolves them against Stripe. When the intent
+cannot be written, the caller must not send the request.
 
 Nothing secret is stored: every free-text column (``actor``, ``target``,
 ``params``, ``idempotency_key``, ``result``, ``error``) goes through
@@ -17,25 +26,40 @@ Nothing secret is stored: every free-text column (``actor``, ``target``,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import weakref
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from opskit.common.exceptions import InputError
+from opskit.common.exceptions import ConfigurationError, InputError
 from opskit.common.keys import redact
 from opskit.core import frames
 
 if TYPE_CHECKING:
     from opskit.backend.db import Database
 
-__all__ = ["OUTCOMES", "append", "audit_table", "ensure_table", "read_log"]
+__all__ = [
+    "OPEN_OUTCOMES",
+    "OUTCOMES",
+    "append",
+    "audit_table",
+    "begin_intent",
+    "check_table_name",
+    "complete",
+    "ensure_table",
+    "open_intents",
+    "read_log",
+]
 
-OUTCOMES = ("ok", "error", "refused")
+# pending: an intent whose request may be in flight (or whose process died);
+# unknown: the request was sent and its answer lost; recovery resolves both.
+OUTCOMES = ("ok", "error", "refused", "pending", "unknown")
+OPEN_OUTCOMES = ("pending", "unknown")
 _MAX_ERROR = 500
 
 # One created-and-checked Table per engine (fresh databases in tests get their own).
@@ -65,19 +89,66 @@ def audit_table(name: str = "opskit_audit") -> sa.Table:
         sa.Column("result", sa.Text, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("stripe_request_id", sa.Text, nullable=True),
-        sa.Index(f"ix_{name}_shop_at", "shop_id", "at"),
+        *_intent_columns(),
+        sa.Index(_index_name(name), "shop_id", "at"),
     )
+
+
+def _intent_columns() -> list[sa.Column[Any]]:
+    """Columns added for intents; :func:`ensure_table` adds them to older tables."""
+    return [
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolution", sa.Text, nullable=True),
+    ]
+
+
+def _index_name(name: str) -> str:
+    """``ix_<table>_shop_at``, shortened with a hash so it fits any database's limit."""
+    full = f"ix_{name}_shop_at"
+    if len(full) <= 60:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[:51]}_{digest}"
+
+
+def check_table_name(engine: sa.Engine, name: str) -> None:
+    """Refuse a table name the database would silently truncate (PostgreSQL: 63 bytes).
+
+    A truncated name means the rows go to a table of another name: the audit log
+    opskit reads would not be the one it writes.
+    """
+    limit = getattr(engine.dialect, "max_identifier_length", None) or 0
+    if limit and len(name.encode("utf-8")) > limit:
+        raise ConfigurationError(
+            f"audit table name {name!r} is {len(name.encode('utf-8'))} bytes; "
+            f"{engine.dialect.name} keeps only {limit}, so opskit could not find its own records; "
+            "nothing was written",
+            guidance=f"Pick a name of at most {limit} bytes: opskit.Schema(audit_table=...).",
+        )
 
 
 def ensure_table(db: Database) -> sa.Table:
     """The audit table of ``db``, created if missing (in a transaction of its own)."""
     table = _tables.get(db.engine)
     if table is None:
+        check_table_name(db.engine, db.schema.audit_table)
         table = audit_table(db.schema.audit_table)
         with db.engine.begin() as conn:
             table.metadata.create_all(conn, checkfirst=True)
+            _add_intent_columns(conn, table)
         _tables[db.engine] = table
     return table
+
+
+def _add_intent_columns(conn: sa.Connection, table: sa.Table) -> None:
+    """Add the intent columns to a table created by an older opskit (additive, no data moved)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name, schema=table.schema)}
+    for col in _intent_columns():
+        if col.name in have:
+            continue
+        kind = col.type.compile(dialect=conn.dialect)
+        name = conn.dialect.identifier_preparer.format_table(table)
+        conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {kind}"))
 
 
 def append(
@@ -126,6 +197,93 @@ def append(
         return int(conn.execute(stmt).scalar_one())
     with db.engine.begin() as own:
         return int(own.execute(stmt).scalar_one())
+
+
+def begin_intent(
+    db: Database,
+    *,
+    actor: str,
+    shop_id: int | None,
+    action: str,
+    target: str | None,
+    params: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+) -> int:
+    """Commit a ``pending`` row for a Stripe write about to be sent; its ``audit_id``.
+
+    Raises whatever the database raises (``SQLAlchemyError``, :class:`ConfigurationError`):
+    the caller must then not send the request.
+    """
+    return append(
+        db,
+        actor=actor,
+        shop_id=shop_id,
+        action=action,
+        target=target,
+        params=params,
+        idempotency_key=idempotency_key,
+        outcome="pending",
+    )
+
+
+def complete(
+    db: Database,
+    audit_id: int,
+    *,
+    outcome: str,
+    result: str | None = None,
+    error: str | BaseException | None = None,
+    stripe_request_id: str | None = None,
+    resolution: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> bool:
+    """Give an open intent (``pending``/``unknown``) its outcome; False when it had one already.
+
+    ``params`` replaces the stored ones when given (e.g. ``already_done``). Runs in
+    a transaction of its own; raises what the database raises.
+    """
+    if outcome not in OUTCOMES or outcome == "pending":
+        raise ValueError(f"an intent completes as ok, error, refused or unknown, not {outcome!r}")
+    table = ensure_table(db)
+    values: dict[str, Any] = {
+        "outcome": outcome,
+        "completed_at": datetime.now(UTC),
+        "result": None if result is None else redact(str(result)),
+        "error": None if error is None else _one_line(error),
+        "resolution": None if resolution is None else _one_line(resolution),
+    }
+    if stripe_request_id is not None:
+        values["stripe_request_id"] = stripe_request_id
+    if params is not None:
+        values["params"] = _params_json(params)
+    stmt = (
+        table.update()
+        .where(table.c.audit_id == int(audit_id), table.c.outcome.in_(OPEN_OUTCOMES))
+        .values(**values)
+    )
+    with db.engine.begin() as conn:
+        return bool(conn.execute(stmt).rowcount == 1)
+
+
+def open_intents(db: Database, *, older_than: float = 0.0) -> pd.DataFrame:
+    """Stripe writes whose outcome opskit does not know: ``pending`` or ``unknown`` rows.
+
+    ``older_than`` (seconds) leaves out intents begun more recently than that, which
+    may still be in flight in another process. A frames.AUDIT frame, oldest first.
+    """
+    if not sa.inspect(db.engine).has_table(db.schema.audit_table):
+        return frames.empty(frames.AUDIT)
+    table = ensure_table(db)
+    stmt = (
+        sa.select(table).where(table.c.outcome.in_(OPEN_OUTCOMES)).order_by(table.c.audit_id.asc())
+    )
+    if older_than > 0:
+        stmt = stmt.where(table.c.at <= datetime.now(UTC) - timedelta(seconds=older_than))
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    if not rows:
+        return frames.empty(frames.AUDIT)
+    return frames.conform(pd.DataFrame([dict(r) for r in rows]), frames.AUDIT)
 
 
 _FILTERS = ("actor", "shop_id", "action", "target", "outcome", "idempotency_key", "result")

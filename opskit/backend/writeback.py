@@ -56,6 +56,9 @@ class DetailsWrite:
     account_id: int
     shop_id: int | None
     changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # True when the details already held every change (a re-applied plan row, a
+    # concurrent identical write): nothing was written, and that is success.
+    already: bool = False
 
 
 def detail_value(details: Mapping[str, Any], key: str) -> str | None:
@@ -114,7 +117,9 @@ def write_details(
     """Merge ``changes`` into the account's details inside ``conn``'s transaction.
 
     ``expect`` maps keys to the values they must still hold (None: absent);
-    ``shop_id``, when given, must be the account's shop. Raises
+    ``shop_id``, when given, must be the account's shop. When every change
+    already holds, nothing is written and the result has ``already=True``
+    (whatever ``expect`` says: the desired state is reached). Raises
     :class:`UnknownAccount`, :class:`DetailsUnreadable`, :class:`StaleWrite` or
     :class:`InputError` before writing anything.
     """
@@ -124,6 +129,15 @@ def write_details(
         raise InputError(
             f"account {aid} belongs to shop {current_shop}, not shop {shop_id}; not written",
             guidance="Build the plan again: the account's shop differs from the plan's.",
+        )
+    if changes and all(detail_value(details, k) == v for k, v in changes.items()):
+        # Already in the desired state (applied before a crash, or by a concurrent
+        # identical write): success, and nothing to write.
+        return DetailsWrite(
+            account_id=aid,
+            shop_id=None if current_shop is None else int(current_shop),
+            changes={k: (v, v) for k, v in changes.items()},
+            already=True,
         )
     for key, wanted in (expect or {}).items():
         now = detail_value(details, key)
@@ -148,6 +162,14 @@ def write_details(
         stmt = stmt.where(stored.is_(None) if raw is None else stored == raw)
     result = conn.execute(stmt)
     if result.rowcount != 1:
+        _, now_details, _ = read_details(db, conn, aid)
+        if all(detail_value(now_details, k) == v for k, v in changes.items()):
+            return DetailsWrite(  # a concurrent identical write got there first
+                account_id=aid,
+                shop_id=None if current_shop is None else int(current_shop),
+                changes={k: (v, v) for k, v in changes.items()},
+                already=True,
+            )
         raise StaleWrite(f"account {aid}: details changed while writing; not overwritten")
     return DetailsWrite(
         account_id=aid,

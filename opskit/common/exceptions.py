@@ -17,6 +17,8 @@
     ├── LiveWriteRefused                 a write with a live key lacked confirmation
     ├── StaleWrite                       the database changed since a plan was made
     ├── DetailsUnreadable                details are not a JSON object; opskit won't rewrite them
+    ├── AuditUnavailable                 the audit record could not be written; nothing was sent
+    ├── WriteOutcomeUnknown              a write's answer was lost and could not be found out
     └── PartialWrite                     Stripe accepted a write but recording it locally failed
 
 Messages never contain a secret key: callers pass masked keys only, and
@@ -152,9 +154,29 @@ class DetailsUnreadable(OpskitError):
 class PartialWrite(OpskitError):
     """Stripe accepted the write but recording it in the database failed."""
 
+    # The message says where the Stripe id is recorded (an audit_id) only when that
+    # record exists; the guidance claims nothing about the audit log.
     default_guidance = (
         "Call again with the same arguments: the idempotency key replays the same Stripe "
-        "object and stores it. The id is also in ops.audit_log()."
+        "object and stores it. `opskit recover` resolves writes whose record is incomplete."
+    )
+
+
+class AuditUnavailable(OpskitError):
+    """The audit record of a Stripe write could not be written, so the write was not sent."""
+
+    default_guidance = (
+        "Nothing was sent to Stripe. Make the audit table writable (a lock held too long, "
+        "a read-only role, a name the database truncates) and call again."
+    )
+
+
+class WriteOutcomeUnknown(OpskitError):
+    """Stripe's answer to a write was lost and looking the object up failed too."""
+
+    default_guidance = (
+        "The write is recorded as 'unknown' in ops.audit_log(). Run `opskit recover` "
+        "(or ops.recover()) when Stripe answers again: it finds out and records the outcome."
     )
 
 

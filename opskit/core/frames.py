@@ -158,7 +158,7 @@ SYNC_PLAN: Spec = {
 
 SYNC_RESULT: Spec = {
     **SYNC_PLAN,
-    "outcome": "string",  # applied / stale / error
+    "outcome": "string",  # applied / already_applied / stale / error
     "audit_id": "Int64",
     "detail": "string",
 }
@@ -172,10 +172,12 @@ AUDIT: Spec = {
     "target": "string",
     "params": "string",  # JSON, secrets never included
     "idempotency_key": "string",
-    "outcome": "string",  # ok / error / refused
+    "outcome": "string",  # ok / error / refused / pending / unknown
     "result": "string",
     "error": "string",
     "stripe_request_id": "string",
+    "completed_at": UTC_TIME,  # when a Stripe write's intent got its outcome
+    "resolution": "string",  # how an outcome was found out (lookup by tag, recovery)
 }
 
 # ops.refresh() / ops.changes(): one row per Stripe event of interest (see opskit.core.events).

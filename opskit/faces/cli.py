@@ -508,7 +508,7 @@ def sync(
 
     --plan-out: writes the plan, nothing else; exit 0 nothing to change, 1 changes
     proposed, 2 a shop failed. --apply PLAN --actor NAME: writes them, audited;
-    exit 0 all applied, 1 some rows stale or in error (see the table).
+    exit 0 all applied (or already applied), 1 some rows stale or in error (see the table).
     """
     with _guard(debug), _quiet_logs(quiet):
         if (plan_out is None) == (apply is None):
@@ -607,9 +607,12 @@ def _sync_apply(
     ops = _connect(database_url, stripe_api_base, needs_stripe=False)
     result = ops.apply_sync(plan, actor=actor)
     applied = int((result["outcome"] == "applied").sum())
+    already = int((result["outcome"] == "already_applied").sum())
     console = _console(quiet)
     console.print(f"Applied {applied} of {len(result)} changes (actor {actor}).")
-    rest = result[result["outcome"] != "applied"]
+    if already:  # applied by an earlier (perhaps interrupted) run: success, said so
+        console.print(f"{already} were already applied; nothing to write for them.")
+    rest = result[~result["outcome"].isin(["applied", "already_applied"])]
     if len(rest):
         cols = ["shop_id", "account_id", "key", "outcome", "detail"]
         console.print(_df_table(rest[cols], title="Not applied"))

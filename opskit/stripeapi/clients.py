@@ -162,6 +162,8 @@ def client_for_shop(
     api_base: str | None = None,
     rate_limit: float | None = None,
     max_retry_wait: float | None = None,
+    read_timeout: float | None = None,
+    deadline: float | None = None,
 ) -> stripe.StripeClient:
     """The shop's own ``stripe.StripeClient``, cached per (key, api_base).
 
@@ -171,8 +173,10 @@ def client_for_shop(
     retried as :mod:`opskit.stripeapi.transport` describes. ``api_base`` None means
     Stripe itself; otherwise e.g. the sandbox's ``http://127.0.0.1:PORT``.
 
-    ``rate_limit`` and ``max_retry_wait`` given explicitly also apply to the
-    cached client (and to every thread using that key), the last setting wins.
+    ``rate_limit``, ``max_retry_wait``, ``read_timeout`` (seconds per attempt) and
+    ``deadline`` (wall-clock seconds per call, attempts and sleeps included)
+    given explicitly also apply to the cached client (and to every thread using
+    that key), the last setting wins.
     """
     key = shop_key(shop)
     base = api_base.rstrip("/") if api_base else None
@@ -182,11 +186,7 @@ def client_for_shop(
     with _clients_lock:
         entry = _clients.get((fingerprint, base))
         if entry is None:
-            policy = RetryPolicy(
-                max_retry_wait=max_retry_wait
-                if max_retry_wait is not None
-                else _DEFAULTS.max_retry_wait
-            )
+            policy = _policy(RetryPolicy(), max_retry_wait, read_timeout, deadline)
             transport = LimitedRetryingClient(
                 limiter=bucket, policy=policy, label=mask_key(key) or ""
             )
@@ -198,11 +198,28 @@ def client_for_shop(
             )
             entry = _clients[(fingerprint, base)] = _Entry(client, transport)
             return client
-    if max_retry_wait is not None and entry.transport.policy.max_retry_wait != max_retry_wait:
-        entry.transport.policy = dataclasses.replace(
-            entry.transport.policy, max_retry_wait=max_retry_wait
-        )
+    wanted = _policy(entry.transport.policy, max_retry_wait, read_timeout, deadline)
+    if wanted != entry.transport.policy:
+        entry.transport.policy = wanted
     return entry.client
+
+
+def _policy(
+    policy: RetryPolicy,
+    max_retry_wait: float | None,
+    read_timeout: float | None,
+    deadline: float | None,
+) -> RetryPolicy:
+    changes: dict[str, Any] = {
+        name: float(value)
+        for name, value in (
+            ("max_retry_wait", max_retry_wait),
+            ("read_timeout", read_timeout),
+            ("deadline", deadline),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(policy, **changes) if changes else policy
 
 
 def transport_of(client: stripe.StripeClient) -> LimitedRetryingClient | None:

@@ -17,6 +17,9 @@ API call with the final headers. For every attempt it
 4. sleeps ``Retry-After`` when the answer has one (seconds or an HTTP date),
    else exponential backoff with full jitter.
 
+Every attempt is bounded by ``connect_timeout`` and ``read_timeout`` and by what
+is left of ``deadline``, the wall-clock budget of the whole call, so a stalled
+connection costs at most the deadline, not attempts times the read timeout.
 It gives up when the request's total backoff has used ``RetryPolicy.max_retry_wait``
 (a backoff draw longer than what is left is cut short; a ``Retry-After``
 longer than what is left ends the request at once), or when the attempt count
@@ -74,6 +77,9 @@ class RetryPolicy:
 
     max_attempts: int = 8  # first try included
     max_retry_wait: float = 60.0  # seconds of backoff (sleeps) per request, in total
+    connect_timeout: float = 10.0  # seconds to open a connection, per attempt
+    read_timeout: float = 30.0  # seconds to wait for the answer, per attempt
+    deadline: float = 120.0  # wall-clock seconds for the whole call, attempts and sleeps
     base_delay: float = 0.5  # first backoff ceiling; doubles per retry
     max_delay: float = 8.0  # ceiling of one backoff sleep
     retry_after_jitter: float = 0.25  # added (uniform 0..this) to a Retry-After sleep
@@ -116,8 +122,32 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return value
 
 
-def _retryable(response: Response | None, error: stripe.APIConnectionError | None) -> bool:
+def _never_sent(error: BaseException | None) -> bool:
+    """True when the connection failed before the request was sent (refused, connect timeout)."""
+    cause = error.__cause__ if error is not None else None
+    if cause is None:
+        return False
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    return isinstance(cause, requests.exceptions.ConnectionError) and "NewConnectionError" in repr(
+        cause
+    )
+
+
+def _retryable(
+    response: Response | None, error: stripe.APIConnectionError | None, *, write: bool = False
+) -> bool:
+    """Whether to send the same request again.
+
+    A write (POST) is sent again only when it was certainly not carried out: a 429,
+    an answer marked ``Stripe-Should-Retry: true`` (a key in use by a concurrent
+    request) or a connection never made. After a 5xx or a connection lost once
+    the request was sent, its outcome is unknown: the caller finds it out
+    (:func:`opskit.writes.actions._send`) instead of replaying a saved failure.
+    """
     if response is None:
+        if write:
+            return _never_sent(error)
         return bool(error is not None and error.should_retry)
     _, status, headers = response
     if status == 429:
@@ -125,7 +155,7 @@ def _retryable(response: Response | None, error: stripe.APIConnectionError | Non
     should = (_header(headers, "Stripe-Should-Retry") or "").lower()
     if should == "true":
         return True
-    if should == "false":
+    if should == "false" or write:
         return False
     return status >= 500
 
@@ -224,18 +254,40 @@ class LimitedRetryingClient(stripe.RequestsClient):
         limiter: TokenBucket | None = None,
         policy: RetryPolicy | None = None,
         label: str = "",
-        timeout: float | tuple[float, float] = (10.0, 80.0),
+        timeout: float | tuple[float, float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("session", shared_session())
+        self._local = threading.local()
+        self.policy = policy or RetryPolicy()
+        if timeout is None:
+            timeout = (self.policy.connect_timeout, self.policy.read_timeout)
         super().__init__(timeout=timeout, **kwargs)
         self.limiter = limiter
-        self.policy = policy or RetryPolicy()
         self.label = label
         self._sleep = sleep
         self._rng = rng or random.Random()
+
+    # stripe's RequestsClient reads ``self._timeout`` for every request: per thread,
+    # each attempt gets what is left of its call's deadline, never more.
+    @property
+    def _timeout(self) -> Any:
+        return getattr(self._local, "timeout", None) or self._base_timeout
+
+    @_timeout.setter
+    def _timeout(self, value: Any) -> None:
+        self._base_timeout = value
+
+    def _attempt_timeout(self, remaining: float) -> tuple[float, float]:
+        base = self._base_timeout
+        connect, read = base if isinstance(base, tuple) else (base, base)
+        policy = self.policy
+        connect = min(connect or policy.connect_timeout, policy.connect_timeout)
+        read = min(read or policy.read_timeout, policy.read_timeout)
+        left = max(0.05, remaining)
+        return (min(connect, left), min(read, left))
 
     def __repr__(self) -> str:
         return (
@@ -295,12 +347,18 @@ class LimitedRetryingClient(stripe.RequestsClient):
         started = time.monotonic()
         slept = 0.0
         attempt = 0
+        write = method.lower() == "post"
         while True:
             if self.limiter is not None:
                 self.limiter.acquire()
             attempt += 1
-            response, error = self._attempt(method, url, headers, post_data, stream)
-            if not _retryable(response, error) or max_attempts <= 1:
+            left = policy.deadline - (time.monotonic() - started)
+            self._local.timeout = self._attempt_timeout(left)
+            try:
+                response, error = self._attempt(method, url, headers, post_data, stream)
+            finally:
+                self._local.timeout = None
+            if not _retryable(response, error, write=write) or max_attempts <= 1:
                 if response is not None:
                     return response
                 assert error is not None
@@ -313,6 +371,11 @@ class LimitedRetryingClient(stripe.RequestsClient):
                     method, url, attempt, started, slept, response, error, "attempt limit reached"
                 )
             remaining = policy.max_retry_wait - slept
+            left = policy.deadline - (time.monotonic() - started)
+            if left <= 0.05:
+                why = f"deadline of {policy.deadline:g}s reached"
+                self._exhausted(method, url, attempt, started, slept, response, error, why)
+            remaining = min(remaining, left - 0.05)
             if retry_after is not None and retry_after > remaining:
                 why = f"Retry-After {retry_after:g}s is beyond the remaining wait budget"
                 self._exhausted(method, url, attempt, started, slept, response, error, why)

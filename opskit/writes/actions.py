@@ -32,6 +32,7 @@ instead of refusing (a no-op, audited as such).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,20 +44,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from opskit.backend import audit, writeback
 from opskit.common.context import Context
 from opskit.common.exceptions import (
+    AuditUnavailable,
     InputError,
     OpskitError,
     PartialWrite,
     StripeCustomerMissing,
+    StripeRetriesExhausted,
     UnknownSubscription,
+    WriteOutcomeUnknown,
 )
 from opskit.common.keys import redact
 from opskit.common.models import Account, Shop, parse_details
+from opskit.common.stripe_errors import describe_error
 from opskit.common.stripe_modes import other_mode, stripe_message
 from opskit.core import subscription_status
 from opskit.core.money import format_money, validate_amount
 from opskit.stripeapi.clients import client_for_shop
 from opskit.writes.guard import check_live_write
 from opskit.writes.idempotency import derive_key, step_key
+from opskit.writes.lookup import TAG, find_written
 
 __all__ = [
     "PartialWrite",
@@ -97,7 +103,14 @@ def _customer_id(account: Account, details: Mapping[str, Any], purpose: str) -> 
 
 
 def _client(ctx: Context, shop: Shop) -> stripe.StripeClient:
-    return client_for_shop(shop, api_base=ctx.api_base, max_retry_wait=ctx.settings.max_retry_wait)
+    s = ctx.settings
+    return client_for_shop(
+        shop,
+        api_base=ctx.api_base,
+        max_retry_wait=s.max_retry_wait,
+        read_timeout=s.read_timeout,
+        deadline=s.request_deadline,
+    )
 
 
 def _request_id(obj: Any) -> str | None:
@@ -151,6 +164,33 @@ class _Write:
         self.ctx, self.actor, self.shop = ctx, actor, shop
         self.action, self.target = action, target
         self.params, self.key = dict(params), idempotency_key
+        self.intent_id: int | None = None  # the open intent of the request being sent
+        self.recorded_id: int | None = None  # the audit row of the last outcome, if written
+
+    def begin(self, key: str) -> int:
+        """Commit the intent of sending this write under ``key``; refuse if it cannot be.
+
+        Raises :class:`AuditUnavailable` (nothing sent) when the database will not
+        take the row: a lock held past its timeout, a read-only role, a bad table name.
+        """
+        self.key = key
+        try:
+            self.intent_id = audit.begin_intent(
+                self.ctx.db,
+                actor=self.actor,
+                shop_id=self.shop.id,
+                action=self.action,
+                target=self.target,
+                params=self.params,
+                idempotency_key=key,
+            )
+        except (SQLAlchemyError, OpskitError) as exc:
+            reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)
+            raise AuditUnavailable(
+                f"{self.action} on {self.target} in shop {self.shop.id}: its audit record "
+                f"could not be written ({reason}); nothing was sent to Stripe"
+            ) from exc
+        return self.intent_id
 
     def record(
         self,
@@ -162,12 +202,34 @@ class _Write:
         action: str | None = None,
         params: Mapping[str, Any] | None = None,
         conn: sa.Connection | None = None,
+        resolution: str | None = None,
     ) -> int | None:
-        """Append the audit row; a failing audit never hides the write's own outcome."""
+        """Complete the open intent, else append a row; a failing audit never hides the outcome.
+
+        Returns the audit_id holding the outcome, or None when it could not be written
+        (an open intent then stays ``pending`` for ``opskit recover``).
+        """
         if request_id is None and isinstance(error, stripe.StripeError):
             request_id = error.request_id
+        if self.intent_id is not None and action is None and conn is None:
+            intent, self.intent_id = self.intent_id, None
+            try:
+                audit.complete(
+                    self.ctx.db, intent, outcome=outcome, result=result, error=error,
+                    stripe_request_id=request_id, resolution=resolution, params=params,
+                )  # fmt: skip
+                self.recorded_id = intent
+            except SQLAlchemyError as exc:
+                log.error(
+                    "could not record the outcome of %s on %s (audit_id %s stays pending; "
+                    "opskit recover resolves it; result %s): %s",
+                    self.action, redact(self.target), intent, redact(str(result)),
+                    redact(_db_error(exc)),
+                )  # fmt: skip
+                self.recorded_id = None
+            return self.recorded_id
         try:
-            return audit.append(
+            self.recorded_id = audit.append(
                 self.ctx.db,
                 actor=self.actor,
                 shop_id=self.shop.id,
@@ -181,7 +243,8 @@ class _Write:
                 stripe_request_id=request_id,
                 conn=conn,
             )
-        except SQLAlchemyError as exc:
+            return self.recorded_id
+        except (SQLAlchemyError, OpskitError) as exc:
             if conn is not None:
                 raise  # inside a transaction: let it roll back with the write
             log.error(
@@ -189,8 +252,9 @@ class _Write:
                 self.action,
                 redact(self.target),
                 redact(str(result)),
-                redact(_db_error(exc)),
+                redact(exc.message if isinstance(exc, OpskitError) else _db_error(exc)),
             )
+            self.recorded_id = None
             return None
 
     def guard(self, confirm: bool) -> None:
@@ -244,11 +308,22 @@ class _Write:
                 )  # fmt: skip
             except SQLAlchemyError:
                 log.error("could not audit the failed details write of %s", target)
-            where = f" (audit_id {audit_id})" if audit_id is not None else ""
             raise PartialWrite(
                 f"{self.action} succeeded in shop {self.shop.id}'s Stripe account ({stripe_id}) "
-                f"but storing it in account {account_id}'s details failed{where}: {reason}"
+                f"but storing it in account {account_id}'s details failed: {reason}. "
+                + self.where_recorded(audit_id)
             ) from exc
+
+    def where_recorded(self, details_audit_id: int | None = None) -> str:
+        """Where the Stripe id is recorded, claiming only rows that were written."""
+        rows = []
+        if self.recorded_id is not None:
+            rows.append(f"the {self.action} row, audit_id {self.recorded_id}")
+        if details_audit_id is not None:
+            rows.append(f"the failed details write, audit_id {details_audit_id}")
+        if rows:
+            return "It is recorded in ops.audit_log() (" + "; ".join(rows) + ")."
+        return "The audit log could not record it either: note the id."
 
 
 def _replacing_write(
@@ -283,71 +358,186 @@ def _db_error(exc: SQLAlchemyError) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def _call(write: _Write, fn: Any) -> tuple[dict[str, Any], str | None]:
-    """Run one Stripe request: ``(object as a plain dict, request id)``.
+def _write_options(key: str) -> Any:
+    """Per-request options of a write: its key, and no retry by the transport.
 
-    A failure is audited (with Stripe's request id) and re-raised.
+    The transport may retry a write only where nothing was carried out (429, a
+    connection never made); everything else comes back here to be found out.
     """
-    try:
-        obj = fn()
-        return obj.to_dict(), _request_id(obj)
-    except (stripe.StripeError, OpskitError) as exc:
-        result = None
-        if isinstance(exc, stripe.StripeError) and isinstance(exc.json_body, dict):
-            err = exc.json_body.get("error") or {}
-            pi = err.get("payment_intent") if isinstance(err, dict) else None
-            result = pi.get("id") if isinstance(pi, dict) else None
-        write.record("error", error=exc, result=result)
-        raise
+    return {"idempotency_key": key}
+
+
+def _error_result(exc: BaseException) -> str | None:
+    """The object a refused write still made (a declined payment's intent id), if any."""
+    if isinstance(exc, stripe.StripeError) and isinstance(exc.json_body, dict):
+        err = exc.json_body.get("error") or {}
+        pi = err.get("payment_intent") if isinstance(err, dict) else None
+        return pi.get("id") if isinstance(pi, dict) else None
+    return None
+
+
+def _outcome_unknown(exc: BaseException) -> bool:
+    """True when the request may have been carried out although no answer says so.
+
+    A 5xx (Stripe saves the result of a request once it starts executing, a 500
+    included, and replays it for the same key) or a connection lost after the
+    request was sent. A 429, a connect failure and any 4xx were not carried out.
+    """
+    if isinstance(exc, stripe.APIConnectionError):
+        return True
+    if isinstance(exc, StripeRetriesExhausted):
+        return exc.http_status is not None and exc.http_status >= 500
+    if isinstance(exc, stripe.StripeError):
+        return exc.http_status is None or exc.http_status >= 500
+    return False
 
 
 # Stepped keys tried when a replayed answer no longer holds; past that, something is wrong.
 _MAX_REDO = 5
+# Sends under new keys after an unknown outcome that a lookup showed did not happen.
+_MAX_UNKNOWN = 3
+_UNKNOWN_PAUSE = 0.5  # seconds before the next key's send, doubled per attempt
 
 
 def _send(
     write: _Write,
     send: Callable[[str], Any],
     holds: Callable[[dict[str, Any]], bool],
+    *,
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
-    """:func:`_call` with ``send(key)``, guarding against a stale replay.
+    """Send one Stripe write, recorded before and after, and find out what a lost answer did.
 
-    Stripe replays the first answer to a key for 24 hours, even when what it did was
-    undone since (the customer deleted, the cancellation reverted): the same call
-    made again would report success and change nothing. A replayed answer is kept
-    only when ``holds(answer)`` says it is still true in Stripe; otherwise the write
-    is sent again under a stepped key (``key:redo1``, ...), deterministic, so a
-    retried cell still replays rather than writes twice.
+    Per send: the intent is committed first (:meth:`_Write.begin`; refused with
+    :class:`AuditUnavailable` when it cannot be), then ``send(key)`` runs and the
+    intent is completed with the outcome (``ok`` with the object id, ``error``).
+
+    **Unknown outcome** (a 5xx or a dropped connection): Stripe is asked whether
+    the object exists (:func:`opskit.writes.lookup.find_written`, by the
+    ``opskit_key`` tag); found, it is the answer (audited ``ok`` with how it was
+    found in ``resolution``); not found, the intent is closed as ``error`` and the
+    write is sent again under a new key (``key:attempt2``, ...), since Stripe would
+    replay a saved 500 for the old one; when the lookup itself fails the intent is
+    left ``unknown`` and :class:`WriteOutcomeUnknown` is raised (``opskit recover``
+    finds out later).
+
+    **Stale replay**: Stripe replays the first answer to a key for 24 hours, even
+    when what it did was undone since (the customer deleted, the cancellation
+    reverted). A replayed answer is kept only when ``holds(answer)`` says it is
+    still true in Stripe; otherwise the write is sent again under a stepped key
+    (``key:redo1``, ...), deterministic, so a retried cell still replays.
     """
     base = write.key or ""
-    for n in range(_MAX_REDO + 1):
-        key = base if n == 0 else step_key(base, f"redo{n}")
-        write.key = key
-        replayed: list[bool] = []
-
-        def fn(key: str = key, replayed: list[bool] = replayed) -> Any:
+    redo, unknown = 0, 1
+    key = base
+    while True:
+        started = time.time()
+        write.begin(key)
+        try:
             obj = send(key)
-            replayed.append(_replayed(obj))
-            return obj
-
-        obj, request_id = _call(write, fn)
-        if not any(replayed) or holds(obj):
-            return obj, request_id
+            answer, request_id, replayed = obj.to_dict(), _request_id(obj), _replayed(obj)
+        except (stripe.StripeError, OpskitError) as exc:
+            if not _outcome_unknown(exc):
+                write.record("error", error=exc, result=_error_result(exc))
+                raise
+            found = _find_out(write, exc, base, started, params)
+            if found is not None:
+                return found, None
+            if unknown >= _MAX_UNKNOWN:
+                raise
+            time.sleep(_UNKNOWN_PAUSE * 2 ** (unknown - 1))
+            unknown += 1
+            key = step_key(base, f"attempt{unknown}")
+            continue
+        try:
+            still = not replayed or holds(answer)
+        except (stripe.StripeError, OpskitError) as exc:
+            write.record(
+                "ok", result=str(answer.get("id")), request_id=request_id,
+                resolution=f"replayed; checking that it still holds failed: {describe_error(exc)}",
+            )  # fmt: skip
+            raise
+        if still:
+            write.record("ok", result=str(answer.get("id")), request_id=request_id)
+            return answer, request_id
+        write.record(
+            "error",
+            result=str(answer.get("id")),
+            request_id=request_id,
+            error="Stripe replayed an answer that no longer holds; nothing new was written",
+            resolution="sending again under a new key",
+        )
         log.info("%s on %s: replay no longer holds; sending again", write.action, write.target)
-    exc = InputError(
+        redo += 1
+        if redo > _MAX_REDO:
+            break
+        key = step_key(base, f"redo{redo}")
+    stuck = InputError(
         f"{write.action} on {write.target}: Stripe keeps replaying answers that no longer "
         "hold; nothing new was written",
         guidance="Call again with a nonce='...' of your choice to make it a new request.",
     )
-    write.record("error", error=exc.message)
-    raise exc
+    write.record("error", error=stuck.message)
+    raise stuck
+
+
+def _find_out(
+    write: _Write,
+    exc: BaseException,
+    tag: str,
+    started: float,
+    params: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """After an unknown outcome: the object Stripe has for this write, or None (not written).
+
+    Records what it found on the open intent; raises :class:`WriteOutcomeUnknown`
+    when Stripe cannot be asked either.
+    """
+    what = describe_error(exc)
+    try:
+        client = _client(write.ctx, write.shop)
+        found = find_written(
+            client,
+            write.action,
+            key=tag,
+            target=write.target,
+            params=write.params if params is None else params,
+            since=started,
+        )
+    except (stripe.StripeError, OpskitError) as look:
+        write.record(
+            "unknown",
+            error=exc,
+            resolution=f"answer lost; looking it up failed too: {describe_error(look)}",
+        )
+        raise WriteOutcomeUnknown(
+            f"{write.action} on {write.target} in shop {write.shop.id}: Stripe's answer was "
+            f"lost ({what}) and asking Stripe whether it happened failed "
+            f"({describe_error(look)}); recorded as unknown"
+        ) from exc
+    if found is not None:
+        oid = str(found.get("id"))
+        write.record(
+            "ok",
+            result=oid,
+            resolution=f"answer lost ({what}); found {oid} in Stripe by its {TAG} tag",
+        )
+        log.info("%s on %s: answer lost, found %s by tag", write.action, write.target, oid)
+        return found
+    write.record(
+        "error",
+        error=exc,
+        resolution=f"answer lost; not in Stripe (looked up by its {TAG} tag): not written",
+    )
+    return None
 
 
 def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
     """A read before a write: the object as a dict, or None when Stripe says 404.
 
     A 404 here is an answer, not a failure (a dangling link), so it is not
-    audited; any other failure is audited as the write's error and re-raised.
+    audited; any other failure is audited as the write's error and re-raised
+    (after a send, by :func:`_send`, on the send's own intent).
     A 404 saying the object exists in the key's other mode ("a similar object
     exists in live mode, but a test mode key was used") is not absence: the
     write is refused (audited), whatever ``force`` says, and Stripe's message kept.
@@ -368,10 +558,12 @@ def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
             raise refused from None
         if _is_missing(exc):
             return None
-        write.record("error", error=exc)
+        if write.intent_id is None:
+            write.record("error", error=exc)
         raise
     except (stripe.StripeError, OpskitError) as exc:
-        write.record("error", error=exc)
+        if write.intent_id is None:
+            write.record("error", error=exc)
         raise
 
 
@@ -424,14 +616,13 @@ def create_customer(
                 )
                 write.record("refused", error=exc2.message)
                 raise exc2
-    metadata = {"opskit_account_id": str(aid), "opskit_call": call}
+    metadata = {"opskit_account_id": str(aid), "opskit_call": call, TAG: write.key}
     body = {k: v for k, v in params.items() if v is not None} | {"metadata": metadata}
-    customer, request_id = _send(
+    customer, _ = _send(
         write,
-        lambda k: client.v1.customers.create(params=body, options={"idempotency_key": k}),  # type: ignore[arg-type]
+        lambda k: client.v1.customers.create(params=body, options=_write_options(k)),  # type: ignore[arg-type]
         lambda c: _alive(_retrieve(write, lambda: client.v1.customers.retrieve(c["id"]))),
     )
-    write.record("ok", result=customer["id"], request_id=request_id)
     write.store_details(
         aid,
         {"stripe_customer_id": customer["id"]},
@@ -489,12 +680,12 @@ def create_payment_intent(
     write.guard(confirm)
     client = write.client()
     body = {k: v for k, v in params.items() if v is not None}
-    body["metadata"] = {"opskit_account_id": str(aid)}
-    intent, request_id = _call(
+    body["metadata"] = {"opskit_account_id": str(aid), TAG: key}
+    intent, _ = _send(
         write,
-        lambda: client.v1.payment_intents.create(params=body, options={"idempotency_key": key}),  # type: ignore[arg-type]
+        lambda k: client.v1.payment_intents.create(params=body, options=_write_options(k)),  # type: ignore[arg-type]
+        lambda _: True,
     )
-    write.record("ok", result=intent["id"], request_id=request_id)
     return intent
 
 
@@ -570,16 +761,15 @@ def create_subscription(
     body: dict[str, Any] = {
         "customer": customer,
         "items": [{"price": params["price"]}],
-        "metadata": {"opskit_account_id": str(aid), "opskit_call": call},
+        "metadata": {"opskit_account_id": str(aid), "opskit_call": call, TAG: write.key},
     }
     if trial_period_days is not None:
         body["trial_period_days"] = trial_period_days
-    sub, request_id = _send(
+    sub, _ = _send(
         write,
-        lambda k: client.v1.subscriptions.create(params=body, options={"idempotency_key": k}),  # type: ignore[arg-type]
+        lambda k: client.v1.subscriptions.create(params=body, options=_write_options(k)),  # type: ignore[arg-type]
         lambda x: _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(x["id"]))),
     )
-    write.record("ok", result=sub["id"], request_id=request_id)
     write.store_details(
         aid,
         {
@@ -685,10 +875,10 @@ def cancel_subscription(
         write.record("ok", result=sid, params={**params, "already_done": True})
         sub = current
     elif at_period_end:
-        sub, request_id = _send(
+        sub, _ = _send(
             write,
             lambda k: client.v1.subscriptions.update(
-                sid, params={"cancel_at_period_end": True}, options={"idempotency_key": k}
+                sid, params={"cancel_at_period_end": True}, options=_write_options(k)
             ),
             lambda _: bool(
                 (_retrieve(write, lambda: client.v1.subscriptions.retrieve(sid)) or {}).get(
@@ -696,16 +886,14 @@ def cancel_subscription(
                 )
             ),
         )
-        write.record("ok", result=sid, request_id=request_id)
     else:
-        sub, request_id = _send(
+        sub, _ = _send(
             write,
-            lambda k: client.v1.subscriptions.cancel(sid, options={"idempotency_key": k}),
+            lambda k: client.v1.subscriptions.cancel(sid, options=_write_options(k)),
             lambda _: (
                 not _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(sid)))
             ),
         )
-        write.record("ok", result=sid, request_id=request_id)
     _record_status(ctx, write, sid, str(sub.get("status")))
     return sub
 

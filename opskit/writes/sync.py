@@ -292,6 +292,9 @@ def apply_plan(ctx: Context, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
 
     * equal: the change is merged into details and an audit row
       (``sync.set_detail``, outcome ok) joins the same transaction -> ``applied``;
+    * already holding ``new_value`` (the row was applied before, e.g. by a run
+      that crashed after committing, or by a concurrent identical run): nothing
+      written, audited ok with ``already_done`` -> ``already_applied`` (success);
     * different: nothing written, audited as refused -> ``stale``; the shop's
       other rows still apply;
     * unknown account, account now in another shop, details not a JSON
@@ -357,11 +360,15 @@ def _apply_shop(
                     )  # fmt: skip
                     results.append((row.Index, "error", aid, exc.message))
                     continue
+                params = _params(row) | ({"already_done": True} if wrote.already else {})
                 aid = audit.append(
                     db, actor=actor, shop_id=wrote.shop_id, action=ACTION, target=target,
-                    params=_params(row), outcome="ok", conn=conn,
+                    params=params, outcome="ok", conn=conn,
                 )  # fmt: skip
-                results.append((row.Index, "applied", aid, None))
+                if wrote.already:
+                    results.append((row.Index, "already_applied", aid, "already in details"))
+                else:
+                    results.append((row.Index, "applied", aid, None))
     except (SQLAlchemyError, OpskitError) as exc:
         reason = _first_line(exc)
         detail = f"shop {shop_id}: transaction rolled back, nothing written: {reason}"

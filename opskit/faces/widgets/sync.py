@@ -198,7 +198,7 @@ class SyncPanel(w.VBox):
         self.apply_button.disabled = True
         counts = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
         ids = ", ".join(map(str, self.audit_ids)) or "none"
-        kind = "success" if set(outcomes) <= {"applied"} else "warning"
+        kind = "success" if set(outcomes) <= {"applied", "already_applied"} else "warning"
         guidance = (
             ""
             if kind == "success"
