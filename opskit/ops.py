@@ -24,7 +24,7 @@ from opskit.common.models import Shop
 from opskit.core import enrich, reconcile
 from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
-from opskit.writes import actions, sync
+from opskit.writes import actions, recovery, sync
 from opskit.writes import refresh as refreshing
 
 ShopIds = Iterable[int] | int | None
@@ -379,6 +379,16 @@ class Ops(MoneyOps):
         )
         state_for(self.ctx.db).set_findings(rows)
         return rows
+    def recover(
+        self, *, actor: str = "opskit", older_than: float = 60.0, dry_run: bool = False
+    ) -> pd.DataFrame:
+        """Resolve Stripe writes left without an outcome (a killed process, a lost answer).
+
+        Each open intent of the audit log older than ``older_than`` seconds is looked
+        up in Stripe by its tag and completed (see :mod:`opskit.writes.recovery`);
+        returns one row per intent (frames.RECOVERY).
+        """
+        return recovery.recover(self.ctx, actor=actor, older_than=older_than, dry_run=dry_run)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -236,11 +236,13 @@ def complete(
     stripe_request_id: str | None = None,
     resolution: str | None = None,
     params: Mapping[str, Any] | None = None,
+    conn: sa.Connection | None = None,
 ) -> bool:
     """Give an open intent (``pending``/``unknown``) its outcome; False when it had one already.
 
-    ``params`` replaces the stored ones when given (e.g. ``already_done``). Runs in
-    a transaction of its own; raises what the database raises.
+    ``params`` replaces the stored ones when given (e.g. ``already_done``). With
+    ``conn`` the update joins that transaction (a write's local step commits with
+    its outcome); without, it commits on its own. Raises what the database raises.
     """
     if outcome not in OUTCOMES or outcome == "pending":
         raise ValueError(f"an intent completes as ok, error, refused or unknown, not {outcome!r}")
@@ -261,8 +263,10 @@ def complete(
         .where(table.c.audit_id == int(audit_id), table.c.outcome.in_(OPEN_OUTCOMES))
         .values(**values)
     )
-    with db.engine.begin() as conn:
+    if conn is not None:
         return bool(conn.execute(stmt).rowcount == 1)
+    with db.engine.begin() as own:
+        return bool(own.execute(stmt).rowcount == 1)
 
 
 def open_intents(db: Database, *, older_than: float = 0.0) -> pd.DataFrame:

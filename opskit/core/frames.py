@@ -232,6 +232,19 @@ WEBHOOK_DELIVERIES: Spec = {
     "processed_at": UTC_TIME,
 }
 
+# ops.recover(): one row per Stripe-write intent that had no outcome (opskit.writes.recovery).
+RECOVERY: Spec = {
+    "audit_id": "Int64",  # the intent's audit row, now completed (unless outcome unknown)
+    "at": UTC_TIME,  # when the intent was recorded
+    "shop_id": AUDIT["shop_id"],
+    "action": "string",
+    "target": "string",
+    "idempotency_key": "string",
+    "outcome": "string",  # ok (found in Stripe) / error (not written) / unknown (ask again)
+    "result": "string",  # the Stripe object's id when found
+    "detail": "string",
+}
+
 
 def empty(spec: Spec) -> pd.DataFrame:
     """A zero-row frame with every column of ``spec`` in its dtype."""

@@ -779,6 +779,44 @@ def audit(
                 console.print(f"Wrote {path}")
 
 
+@app.command()
+def recover(
+    actor: Annotated[
+        str, typer.Option("--actor", help="Who resolves (recorded on any details write).")
+    ] = "opskit",
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            help="Leave intents younger than this many seconds (they may still be in flight).",
+        ),
+    ] = 60.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Ask Stripe, record nothing.")] = False,
+    database_url: DatabaseUrl = None,
+    stripe_api_base: StripeApiBase = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Resolve Stripe writes left without an outcome (killed mid-write, answer lost).
+
+    Each one is looked up in Stripe by the tag opskit puts on what it creates and
+    recorded: found (ok, and linked locally), or not written. Exit 0 every intent
+    resolved (or none open), 2 some could not be found out now (Stripe failed:
+    run again later).
+    """
+    with _guard(debug):
+        ops = _connect(database_url, stripe_api_base)
+        df = ops.recover(actor=actor, older_than=older_than, dry_run=dry_run)
+        console = _console(quiet)
+        cols = ["audit_id", "shop_id", "action", "target", "outcome", "result", "detail"]
+        title = f"Open Stripe-write intents ({len(df)})" + (" — dry run" if dry_run else "")
+        console.print(_df_table(df[cols], title=title))
+        unresolved = int((df["outcome"] == "unknown").sum())
+        if unresolved:
+            console.print(f"{unresolved} could not be found out now: run again later.")
+    raise typer.Exit(report.SHOP_FAILED if unresolved else report.OK)
+
+
 # `opskit refresh` and `opskit webhooks ...` live in their own module.
 from opskit.faces import cli_events  # noqa: E402 - uses the helpers above
 

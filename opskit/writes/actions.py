@@ -166,6 +166,11 @@ class _Write:
         self.params, self.key = dict(params), idempotency_key
         self.intent_id: int | None = None  # the open intent of the request being sent
         self.recorded_id: int | None = None  # the audit row of the last outcome, if written
+        # A write with a local step (create, then link in details) keeps its Stripe
+        # outcome open until that step commits, in the same transaction: a kill in
+        # between leaves the intent open for `opskit recover`, which links it.
+        self.defer_ok = False
+        self.held: dict[str, Any] | None = None
 
     def begin(self, key: str) -> int:
         """Commit the intent of sending this write under ``key``; refuse if it cannot be.
@@ -211,6 +216,12 @@ class _Write:
         """
         if request_id is None and isinstance(error, stripe.StripeError):
             request_id = error.request_id
+        if self.defer_ok and outcome == "ok" and self.intent_id is not None and action is None:
+            self.held = {
+                "outcome": "ok", "result": result, "stripe_request_id": request_id,
+                "resolution": resolution, "params": params,
+            }  # fmt: skip
+            return self.intent_id
         if self.intent_id is not None and action is None and conn is None:
             intent, self.intent_id = self.intent_id, None
             try:
@@ -288,17 +299,29 @@ class _Write:
         db = self.ctx.db
         target = f"account:{account_id}"
         params = {"changes": dict(changes), "expect": dict(expect), "stripe_id": stripe_id}
+        held, intent = self.held, self.intent_id
+        self.held, self.defer_ok = None, False
         try:
             with db.engine.begin() as conn:
-                writeback.write_details(
+                wrote = writeback.write_details(
                     db, conn, account_id, changes, expect=expect, shop_id=self.shop.id
                 )
+                done = params | ({"already_done": True} if wrote.already else {})
                 audit.append(
                     db, actor=self.actor, shop_id=self.shop.id, action="account.set_details",
-                    target=target, params=params, outcome="ok", result=stripe_id, conn=conn,
+                    target=target, params=done, outcome="ok", result=stripe_id, conn=conn,
                 )  # fmt: skip
+                if held is not None and intent is not None:
+                    audit.complete(db, intent, conn=conn, **held)
+            if held is not None and intent is not None:
+                self.intent_id, self.recorded_id = None, intent
         except (SQLAlchemyError, OpskitError) as exc:
             reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)
+            if held is not None and intent is not None:  # Stripe's outcome, on its own
+                self.record(
+                    "ok", result=held["result"], request_id=held["stripe_request_id"],
+                    resolution=held["resolution"], params=held["params"],
+                )  # fmt: skip
             audit_id = None
             try:
                 audit_id = audit.append(
@@ -618,6 +641,7 @@ def create_customer(
                 raise exc2
     metadata = {"opskit_account_id": str(aid), "opskit_call": call, TAG: write.key}
     body = {k: v for k, v in params.items() if v is not None} | {"metadata": metadata}
+    write.defer_ok = True  # the outcome commits with the link
     customer, _ = _send(
         write,
         lambda k: client.v1.customers.create(params=body, options=_write_options(k)),  # type: ignore[arg-type]
@@ -765,6 +789,7 @@ def create_subscription(
     }
     if trial_period_days is not None:
         body["trial_period_days"] = trial_period_days
+    write.defer_ok = True  # the outcome commits with the link
     sub, _ = _send(
         write,
         lambda k: client.v1.subscriptions.create(params=body, options=_write_options(k)),  # type: ignore[arg-type]
