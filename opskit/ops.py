@@ -379,6 +379,7 @@ class Ops(MoneyOps):
         )
         state_for(self.ctx.db).set_findings(rows)
         return rows
+
     def recover(
         self, *, actor: str = "opskit", older_than: float = 60.0, dry_run: bool = False
     ) -> pd.DataFrame:

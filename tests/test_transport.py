@@ -142,10 +142,14 @@ def test_500s_are_retried_on_reads_but_a_write_comes_back_to_be_found_out(
     assert _statuses(sandbox, key) == [500, 500, 200]
     # A write's 500 may have been carried out (Stripe saves and replays it for the key):
     # the transport does not resend it; opskit's writes look the object up instead.
-    sandbox.configure(key=key, fail_next=1)
+    sandbox.inject_write_fault(key, "error_after")
     with pytest.raises(stripe.APIError):
         client.v1.customers.create(params={"email": "a@example.com"})
     assert _statuses(sandbox, key)[3:] == [500]
+    # ... unless Stripe says it is safe (Stripe-Should-Retry: true: nothing was executed).
+    sandbox.configure(key=key, fail_next=1)
+    client.v1.customers.create(params={"email": "b@example.com"})
+    assert _statuses(sandbox, key)[4:] == [500, 200]
     # A write whose connection was never made was not carried out: retried.
     port = _closed_port()
     shop = _shop(f"sk_test_{uuid.uuid4().hex}")

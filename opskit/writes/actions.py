@@ -527,7 +527,7 @@ def _find_out(
             params=write.params if params is None else params,
             since=started,
         )
-    except (stripe.StripeError, OpskitError) as look:
+    except (stripe.StripeError, OpskitError, ValueError) as look:
         write.record(
             "unknown",
             error=exc,

@@ -9,15 +9,20 @@ the refusal is audited (outcome ``refused``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from opskit.backend import audit
 from opskit.common.context import Context
-from opskit.common.exceptions import LiveWriteRefused
+from opskit.common.exceptions import LiveWriteRefused, OpskitError
 from opskit.common.models import Shop
 
 __all__ = ["check_live_write"]
+
+log = logging.getLogger(__name__)
 
 
 def check_live_write(
@@ -39,15 +44,18 @@ def check_live_write(
         f"{action} on {target}: {label} uses a live Stripe key "
         f"[{shop.key_info.masked}]; refused without confirmation, nothing was sent"
     )
-    audit.append(
-        ctx.db,
-        actor=actor,
-        shop_id=shop.id,
-        action=action,
-        target=target,
-        params=params,
-        idempotency_key=idempotency_key,
-        outcome="refused",
-        error=exc.message,
-    )
+    try:
+        audit.append(
+            ctx.db,
+            actor=actor,
+            shop_id=shop.id,
+            action=action,
+            target=target,
+            params=params,
+            idempotency_key=idempotency_key,
+            outcome="refused",
+            error=exc.message,
+        )
+    except (SQLAlchemyError, OpskitError) as failed:  # refused all the same: nothing sent
+        log.error("could not audit the refusal of %s on %s: %s", action, target, failed)
     raise exc

@@ -13,7 +13,8 @@ process), :func:`find_written` asks Stripe, with a strongly consistent list
 * ``payment_intent.create``: the customer's payment intents created since,
   tagged with the key;
 * ``subscription.cancel``: the subscription itself, canceled (or set to cancel
-  at period end) means done.
+  at period end) means done;
+* ``payment_intent.set_order_id``: the payment intent, holding the value means done.
 
 The answer is the object as a plain dict, or None when Stripe has no such
 object (the write did not happen). Stripe errors propagate: the outcome then
@@ -35,6 +36,7 @@ LOOKUP_ACTIONS = (
     "subscription.create",
     "payment_intent.create",
     "subscription.cancel",
+    "payment_intent.set_order_id",
 )
 # Clock skew allowed between this machine and Stripe when listing "created since".
 _SKEW = 600
@@ -95,6 +97,11 @@ def find_written(
         at_period_end = bool(params.get("at_period_end"))
         done = sub.get("status") in _ENDED or (at_period_end and sub.get("cancel_at_period_end"))
         return sub if done else None
+    if action == "payment_intent.set_order_id":
+        pid = target.split(":", 1)[1]
+        intent = client.v1.payment_intents.retrieve(pid).to_dict()
+        meta = intent.get("metadata") or {}
+        return intent if meta.get(str(params.get("key"))) == params.get("value") else None
     raise ValueError(f"no lookup for {action!r}")
 
 

@@ -26,7 +26,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import LiveWriteRefused, OpskitError
 from opskit.core.frames import METADATA_PLAN, METADATA_RESULT, conform, empty
 from opskit.core.ledger import ORDER_ID_KEY
-from opskit.writes.actions import _call, _retrieve, _Write
+from opskit.writes.actions import _retrieve, _send, _Write, _write_options
 from opskit.writes.idempotency import derive_key
 
 __all__ = ["ACTION", "apply_plan", "build_plan"]
@@ -114,15 +114,15 @@ def _apply_row(
             write.record("refused", error=message)
             return "conflict", message
         body = {"metadata": {key_name: value}}
-        _, request_id = _call(
+        _send(
             write,
-            lambda: client.v1.payment_intents.update(
+            lambda k: client.v1.payment_intents.update(
                 pi_id,
                 params=body,  # type: ignore[arg-type]
-                options={"idempotency_key": write.key or ""},
+                options=_write_options(k),
             ),
+            lambda _: True,
         )
-        write.record("ok", result=pi_id, request_id=request_id)
         return "written", None
     except LiveWriteRefused as exc:
         return "refused", exc.message
