@@ -9,6 +9,7 @@ from opskit import stripe_client
 from opskit.backend.schema import Schema
 from opskit.common.config import Settings
 from opskit.common.exceptions import (
+    AuditUnavailable,
     ConfigurationError,
     DatabaseUnavailable,
     DetailsUnreadable,
@@ -25,6 +26,7 @@ from opskit.common.exceptions import (
     UnknownAccount,
     UnknownShop,
     UnknownSubscription,
+    WriteOutcomeUnknown,
 )
 from opskit.common.models import Account, Shop
 from opskit.connection import connect
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Account",
+    "AuditUnavailable",
     "ConfigurationError",
     "DatabaseUnavailable",
     "DetailsUnreadable",
@@ -54,6 +57,7 @@ __all__ = [
     "UnknownAccount",
     "UnknownShop",
     "UnknownSubscription",
+    "WriteOutcomeUnknown",
     "__version__",
     "connect",
     "stripe_client",

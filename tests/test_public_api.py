@@ -20,7 +20,7 @@ def test_ops_has_the_documented_methods() -> None:
         "shops", "accounts", "customers", "subscriptions", "prices", "reconcile_customers",
         "reconcile_subscriptions", "summary", "sync_plan", "apply_sync", "create_customer",
         "create_payment_intent", "create_subscription", "cancel_subscription", "audit_log",
-        "refresh", "changes",
+        "refresh", "changes", "recover",
     ]  # fmt: skip
     for name in documented:
         assert callable(getattr(opskit.Ops, name)), name
