@@ -418,11 +418,13 @@ def _in_period(
     report: pd.DataFrame, lo: pd.Timestamp | None, hi: pd.Timestamp | None
 ) -> pd.DataFrame:
     when = report["order_created_at"].fillna(report["paid_at"])
-    keep = pd.Series(True, index=report.index)
+    keep = when.isna()  # shop-level rows with no order carry no time: always kept
+    inside = pd.Series(True, index=report.index)
     if lo is not None:
-        keep &= (when >= lo).fillna(True)
+        inside &= when >= lo
     if hi is not None:
-        keep &= (when <= hi).fillna(True)
+        inside &= when <= hi
+    keep |= inside
     return report[keep].reset_index(drop=True)
 
 

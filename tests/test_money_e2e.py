@@ -329,3 +329,33 @@ def test_metadata_plan_dry_run_then_idempotent_audited_writes(world: World) -> N
     conflict = plan.head(1).assign(new_value="o-other")
     out = world.ops.apply_payment_metadata(conflict, actor="test.money")
     assert list(out["outcome"]) == ["conflict"]
+
+
+def test_cli_money_writes_one_sheet_per_report_and_html_sections(
+    world: World, tmp_path: Path
+) -> None:
+    from openpyxl import load_workbook
+    from typer.testing import CliRunner
+
+    from opskit.faces.cli import app
+
+    since = _since(world).strftime("%Y-%m-%dT%H:%M:%S")
+    base = ["money", "--since", since, "--database-url", world.ops.ctx.db.url,
+            "--stripe-api-base", world.sandbox.url, "--quiet"]  # fmt: skip
+    xlsx = tmp_path / "month.xlsx"
+    res = CliRunner().invoke(app, [*base, "--out", str(xlsx)])
+    assert res.exit_code == 2, res.output  # shop 4's key is refused: a shop failed
+    sheets = load_workbook(xlsx, read_only=True).sheetnames
+    assert sheets == ["Summary", "Payments", "Payouts", "Payout_report", "Daily_overview",
+                      "Daily_by_currency", "Ledger"]  # fmt: skip
+    html = tmp_path / "month.html"
+    res = CliRunner().invoke(app, [*base, "--out", str(html), "--shop", "1"])
+    assert res.exit_code == 1, res.output  # findings, no failed shop
+    page = html.read_text()
+    for section in ("report-payments", "report-payouts", "report-payout-report",
+                    "report-daily-overview", "paid_no_order"):  # fmt: skip
+        assert section in page
+    assert not any(k in page for k in world.keys.values())
+    bad = CliRunner().invoke(app, ["money", "--period", "November", "--database-url",
+                                   world.ops.ctx.db.url])  # fmt: skip
+    assert bad.exit_code == 3 and "period" in bad.output

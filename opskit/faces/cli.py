@@ -826,3 +826,6 @@ cli_events.register(app)
 def main() -> None:
     """Entry point of the ``opskit`` script and ``python -m opskit``."""
     app()
+
+
+from opskit.faces import cli_money as _cli_money  # noqa: E402,F401 - registers `opskit money`

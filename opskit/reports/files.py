@@ -93,6 +93,15 @@ STATUS_HELP: dict[str, str] = {
     "status_drift": "the local subscription_status differs from Stripe's",
     "price_mismatch": "the local price differs from the subscription's price in Stripe",
     "multiple_active": "one customer has more than one live subscription (double billing)",
+    # the money report (opskit.reports.money)
+    "amount_mismatch": "the payment's amount differs from the order total (see detail)",
+    "currency_mismatch": "the payment is in another currency than the order",
+    "partially_refunded": "part of the payment was refunded",
+    "refunded": "the whole payment was refunded",
+    "disputed": "the payment is disputed (open or lost chargeback)",
+    "ambiguous": "two candidates score within the margin: a person must pick",
+    "paid_no_order": "a successful payment no order matches",
+    "order_unpaid": "an order marked complete with no successful payment",
 }
 
 _COLORS = {
@@ -109,6 +118,14 @@ _COLORS = {
     "orphan_in_stripe": "#4bacc6",
     "shop_not_configured": "#a6a6a6",
     "shop_error": "#7f1d1d",
+    "amount_mismatch": "#e6a23c",
+    "currency_mismatch": "#d4813a",
+    "partially_refunded": "#7aa6d6",
+    "refunded": "#4b77a8",
+    "disputed": "#c0504d",
+    "ambiguous": "#c9b037",
+    "paid_no_order": "#4bacc6",
+    "order_unpaid": "#b0457a",
 }
 
 
