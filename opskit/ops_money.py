@@ -12,6 +12,7 @@ Periods: ``period="2026-11"`` (a month), ``"2026-11-05"`` (a day) or ``"2026"``
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ def period_bounds(
     if period is not None:
         text = str(period).strip()
         try:
+            if not re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?", text):
+                raise ValueError(text)
             start = pd.Timestamp(text, tz="UTC")
         except (ValueError, TypeError):
             raise InputError(
