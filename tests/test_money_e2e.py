@@ -359,3 +359,24 @@ def test_cli_money_writes_one_sheet_per_report_and_html_sections(
     bad = CliRunner().invoke(app, ["money", "--period", "November", "--database-url",
                                    world.ops.ctx.db.url])  # fmt: skip
     assert bad.exit_code == 3 and "period" in bad.output
+
+
+def test_money_panel_runs_charts_each_shop_and_exports_excel(
+    world: World, tmp_path: Path
+) -> None:
+    from openpyxl import load_workbook
+
+    from opskit.faces.widgets import money_panel
+
+    panel = money_panel(world.ops, export_dir=tmp_path)
+    panel.period.value = pd.Timestamp(world.t0, unit="s").strftime("%Y-%m")
+    panel.run_button.click()
+    assert panel.frames is not None, panel.message.value
+    assert "shop_error" in panel.summary.value and "paid_no_order" in panel.tables["payments"].value
+    assert len(panel.charts.children) == panel.frames["daily_overview"]["shop_id"].nunique() >= 2
+    panel.export_button.click()
+    (path,) = panel.exported
+    assert "Payments" in load_workbook(path, read_only=True).sheetnames
+    panel.period.value = "last month"
+    panel.run_button.click()
+    assert "period" in panel.message.value and panel.frames is None

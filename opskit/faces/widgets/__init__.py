@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency of o
     ) from exc
 
 from opskit.faces.widgets.changes import ChangesPanel, changes_panel
+from opskit.faces.widgets.money import MoneyPanel, money_panel
 from opskit.faces.widgets.payment import PaymentPanel, payment_panel
 from opskit.faces.widgets.reconcile import ReconcilePanel, reconcile_panel
 from opskit.faces.widgets.subscription import SubscriptionPanel, subscription_panel
@@ -28,11 +29,13 @@ from opskit.faces.widgets.sync import SyncPanel, sync_panel
 
 __all__ = [
     "ChangesPanel",
+    "MoneyPanel",
     "PaymentPanel",
     "ReconcilePanel",
     "SubscriptionPanel",
     "SyncPanel",
     "changes_panel",
+    "money_panel",
     "payment_panel",
     "reconcile_panel",
     "subscription_panel",
