@@ -303,6 +303,7 @@ PAYMENTS: Spec = {  # one payment intent of one shop
     "stripe_customer_id": "string",
     "account_id": "string",  # the local account linking that customer (details)
     "metadata_order_id": "string",  # metadata["order_id"], when someone wrote it
+    "stripe_invoice_id": "string",  # set: a subscription invoice's payment, not an order's
     "status": "string",  # the payment intent's status
     "amount": "Int64",
     "amount_received": "Int64",

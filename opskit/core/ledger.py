@@ -150,6 +150,7 @@ def payments_frame(
                     "stripe_customer_id": customer,
                     "account_id": links.get((sm.shop_id, customer or "")),
                     "metadata_order_id": meta.get(ORDER_ID_KEY) or None,
+                    "stripe_invoice_id": _id(pi.get("invoice")),
                     "status": status,
                     "amount": pi.get("amount"),
                     "amount_received": received,

@@ -8,8 +8,10 @@ Frames in, frames out, no I/O. The inputs are the backend's orders
 How a payment is matched to an order
 ------------------------------------
 Only *paid* payments (payment intent ``succeeded``) are matched; failed or
-abandoned attempts never pay an order (they show in the detail of an unpaid
-order and in the daily overview's failed charges).
+abandoned attempts never pay an order (they show in the daily overview's failed
+charges). Payments of subscription invoices (``stripe_invoice_id`` set) are not
+order payments: they are neither matched nor ``paid_no_order`` (they stay in the
+ledger, the payouts and the daily overview).
 
 1. **Exact**: a payment whose ``metadata["order_id"]`` names an order of the same
    shop pays that order (``match_method="metadata"``, score 1.0). When two payments
@@ -156,7 +158,7 @@ def match_orders(
     p_key = (
         payments["stripe_payment_intent_id"].astype("string").to_numpy(dtype=object, na_value="")
     )
-    paid = (payments["status"].astype("string") == PAID).fillna(False).to_numpy(dtype=bool)
+    paid = _paid(payments)
 
     # 1. exact: metadata order id within the same shop; the oldest payment wins.
     order_at = pd.Series(np.arange(n_o), index=pd.MultiIndex.from_arrays([o_shop, o_id]))
@@ -479,10 +481,16 @@ def _order_detail(out: pd.DataFrame) -> pd.Series:
     return detail
 
 
+def _paid(payments: pd.DataFrame) -> np.ndarray:
+    """Payments that may pay an order: succeeded, and not a subscription invoice's."""
+    ok = (payments["status"].astype("string") == PAID).fillna(False)
+    return (ok & payments["stripe_invoice_id"].isna()).to_numpy(dtype=bool)
+
+
 def _payment_rows(payments: pd.DataFrame, m: Matches) -> pd.DataFrame:
     if not len(payments):
         return pd.DataFrame()
-    paid = (payments["status"].astype("string") == PAID).fillna(False).to_numpy(bool)
+    paid = _paid(payments)
     free = paid & (m.payment_order < 0)
     named = set(m.order_payment[m.order_ambiguous].tolist())
     named_mask = (

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 from opskit.demo import home
+from opskit.demo.money import plant_money
 from opskit.demo.world import (
     SEED,
     build_plan,
@@ -99,6 +100,7 @@ def start(
         populate_other_mode(plan, sandbox.seed_other_mode)
         write_database(db_url, plan)
         ops = open_ops(db_url, stripe_api_base=api_base)
+        plant_money(ops, sandbox)  # orders and payments with every money status
         place.write_record(api_base, seed)
     except BaseException:
         sandbox.stop()
