@@ -5,9 +5,10 @@ Public source function::
     fetch_money(ctx, shops, since=..., until=..., kinds=..., itemize=..., balance=...)
         -> MoneyResult(shops=[ShopMoney, ...], errors={shop_id: reason}, requests, minimum)
 
-The endpoints are data (:data:`ENDPOINTS`); each listing goes through
-:class:`opskit.stripeapi.paging.WindowedLister` (100 per page, ``created``
-windows inside the shop's rate limit) bounded to ``[since, until]``. Charges
+The endpoints are data (:data:`ENDPOINTS`); each listing is bounded to
+``[since, until]`` and read by one cursor chain (100 per page), the listings of
+one shop (and then its payout itemizations) concurrently inside the shop's rate
+limit, so a shop costs exactly its pages. Charges
 are listed with ``expand[]=data.balance_transaction``, so fees and nets come
 with them. ``balance_transactions`` are listed from ``since`` up to *now* when
 ``ledger_to_now`` (end balances are walked back from today's ``GET
@@ -119,27 +120,38 @@ def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
         client = client_for_shop(
             shop, api_base=job.api_base, rate_limit=rate, max_retry_wait=s.max_retry_wait
         )
-        for kind in job.kinds:
+
+        # Each listing is bounded to the period and read by one cursor chain (a
+        # lister fanning out over all time would pay a request per empty window);
+        # the listings, then the payout itemizations, run concurrently instead.
+        def listing(kind: str) -> tuple[list[Any], int]:
             hi = None if kind == "transactions" and job.ledger_to_now else job.until
             fetch = _bounded(paging.page_fetcher(client, ENDPOINTS[kind]), job.since, hi)
-            objects, stats = paging.list_all(fetch, workers=job.window_workers)
-            out.requests += stats.requests
-            minimum += _pages(len(objects))
-            setattr(out, kind, objects)
-        if job.itemize:
+            objects, stats = paging.list_all(fetch, workers=1)
+            return objects, stats.requests
+
+        def items(po: str) -> tuple[list[Any], int, str | None]:
             path = paging.page_fetcher(client, ENDPOINTS["transactions"])
-            for po in out.payouts:
-                if not po.get("automatic"):
+            try:
+                found, stats = paging.list_all(_with(path, {"payout": po}), workers=1)
+            except stripe.InvalidRequestError as exc:  # e.g. not reconciled yet
+                return [], 1, describe_error(exc)
+            return found, stats.requests, None
+
+        workers = max(1, job.window_workers)
+        with ThreadPoolExecutor(workers, thread_name_prefix="opskit-money-list") as pool:
+            for kind, (objects, n) in zip(job.kinds, pool.map(listing, job.kinds), strict=True):
+                out.requests += n
+                minimum += _pages(len(objects))
+                setattr(out, kind, objects)
+            auto = [po["id"] for po in out.payouts if po.get("automatic")] if job.itemize else []
+            for po, (found, n, error) in zip(auto, pool.map(items, auto), strict=True):
+                out.requests += n
+                if error is not None:
+                    out.payout_errors[po] = error
                     continue
-                try:
-                    items, stats = paging.list_all(_with(path, {"payout": po["id"]}), workers=1)
-                except stripe.InvalidRequestError as exc:  # e.g. not reconciled yet
-                    out.requests += 1
-                    out.payout_errors[po["id"]] = describe_error(exc)
-                    continue
-                out.requests += stats.requests
-                minimum += _pages(len(items))
-                out.payout_items[po["id"]] = items
+                minimum += _pages(len(found))
+                out.payout_items[po] = found
         if job.balance:
             out.balance = client.raw_request("get", "/v1/balance").data
             out.requests += 1
