@@ -113,6 +113,14 @@ def _codes(*columns: pd.Series) -> list[np.ndarray]:
     return out
 
 
+def _rank(s: pd.Series) -> np.ndarray:
+    """Each value's position in sorted order (ties by row): an integer sort key for text."""
+    order = s.astype("string").reset_index(drop=True).argsort(kind="stable").to_numpy()
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
 def _ns(s: pd.Series) -> np.ndarray:
     values = pd.to_datetime(s, utc=True)
     return values.to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -167,7 +175,7 @@ def match_orders(
     scored_pool = paid & ~has_meta
     if has_meta.any():
         idx = np.flatnonzero(has_meta)
-        idx = idx[np.lexsort((p_key[idx], p_t[idx]))]
+        idx = idx[np.lexsort((_rank(payments["stripe_payment_intent_id"])[idx], p_t[idx]))]
         target = order_at.reindex(pd.MultiIndex.from_arrays([p_shop[idx], p_meta[idx]]))
         target_pos = target.to_numpy(dtype=float)
         meta_text = payments["metadata_order_id"].astype("string").to_numpy(dtype=object)
@@ -221,7 +229,8 @@ def match_orders(
     o, p, score = o[keep], p[keep], score[keep]
     if len(o) == 0:
         return res
-    order = np.lexsort((p_key[p], p_t[p], o_key[o], o_t[o], -score))
+    o_rank, p_rank = _rank(orders["order_id"]), _rank(payments["stripe_payment_intent_id"])
+    order = np.lexsort((p_rank[p], p_t[p], o_rank[o], o_t[o], -score))
     o, p, score = o[order], p[order], score[order]
 
     # 3. assignment. Pairs alone on both sides need no competition check.
@@ -441,44 +450,36 @@ def _order_rows(orders: pd.DataFrame, payments: pd.DataFrame, m: Matches) -> pd.
 
 
 def _order_detail(out: pd.DataFrame) -> pd.Series:
-    detail = pd.Series(pd.NA, index=out.index, dtype="string")
-    st = out["status"]
-    amb = st == "ambiguous"
-    detail[amb] = (
-        "candidates "
-        + out["stripe_payment_intent_id"].fillna("?")
-        + " (score "
-        + out["score"].round(3).astype("string")
-        + ") and "
-        + out["runner_up_payment_intent_id"].fillna("?")
-        + " (score "
-        + out["runner_up_score"].round(3).astype("string").fillna("?")
-        + ") are within the margin"
-    )[amb]
-    unpaid = st == "order_unpaid"
-    detail[unpaid] = "order is complete but no successful payment of this shop matches it"
-    diff = st == "amount_mismatch"
-    detail[diff] = (
-        "ordered "
-        + out["order_amount"].astype("string")
-        + ", received "
-        + out["paid_amount"].astype("string")
-        + " ("
-        + out["currency"]
-        + " minor units)"
-    )[diff]
-    cm = st == "currency_mismatch"
-    detail[cm] = ("order in " + out["order_currency"] + ", payment in " + out["currency"])[cm]
-    ref = st.isin(["refunded", "partially_refunded"])
-    detail[ref] = (
-        "refunded "
-        + out["refunded_amount"].astype("string")
-        + " of "
-        + out["paid_amount"].astype("string")
-    )[ref]
-    dis = st == "disputed"
-    detail[dis] = ("dispute " + out["dispute_status"].fillna("?"))[dis]
-    return detail
+    """A one-line detail per finding, built only for the rows that need one."""
+    detail = np.full(len(out), None, dtype=object)
+    st = out["status"].to_numpy(dtype=object)
+
+    def fmt(status: str, make: Any, *cols: str) -> None:
+        idx = np.flatnonzero(st == status)
+        if not len(idx):
+            return
+        values = [out[c].to_numpy(dtype=object, na_value=None)[idx] for c in cols]
+        detail[idx] = [make(*row) for row in zip(*values, strict=True)]
+
+    def num(x: Any) -> str:
+        return "?" if x is None or x != x else f"{x:.3f}"
+
+    fmt(
+        "ambiguous",
+        lambda a, s, b, r: f"candidates {a or '?'} (score {num(s)}) and {b or '?'} "
+        f"(score {num(r)}) are within the margin",
+        "stripe_payment_intent_id", "score", "runner_up_payment_intent_id", "runner_up_score",
+    )  # fmt: skip
+    idx = np.flatnonzero(st == "order_unpaid")
+    detail[idx] = "order is complete but no successful payment of this shop matches it"
+    fmt("amount_mismatch", lambda o, p, c: f"ordered {o}, received {p} ({c} minor units)",
+        "order_amount", "paid_amount", "currency")  # fmt: skip
+    fmt("currency_mismatch", lambda o, c: f"order in {o}, payment in {c}",
+        "order_currency", "currency")  # fmt: skip
+    for status in ("refunded", "partially_refunded"):
+        fmt(status, lambda r, p: f"refunded {r} of {p}", "refunded_amount", "paid_amount")
+    fmt("disputed", lambda d: f"dispute {d or '?'}", "dispute_status")
+    return pd.Series(detail, index=out.index, dtype="string")
 
 
 def _paid(payments: pd.DataFrame) -> np.ndarray:
