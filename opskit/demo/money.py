@@ -13,7 +13,8 @@ Planted per shop, as roles: ``match`` (two scored, one exact through
 ``metadata.order_id``), ``amount_mismatch``, ``currency_mismatch`` (a USD payment
 for a EUR order), ``refunded``, ``partially_refunded``, ``disputed`` (Stripe's
 dispute test card), ``ambiguous`` (two equal orders, two equal payments),
-``paid_no_order`` (a walk-in customer), ``order_unpaid`` (a declined card on a
+``paid_no_order`` (a payment by a customer
+with no order), ``order_unpaid`` (a declined card on a
 complete order) and an open ``pending`` order with no payment (no finding).
 Shops without a usable key give ``shop_not_configured``, a key the sandbox
 refuses gives ``shop_error``.
@@ -53,7 +54,7 @@ ROLES: dict[str, tuple[int, int | None, str, str]] = {
     "partially_refunded": (8000, 8000, "eur", OK_CARD),
     "disputed": (4500, 4500, "eur", DISPUTE_CARD),
     "ambiguous": (1800, 1800, "eur", OK_CARD),  # planted twice, same account and time
-    "paid_no_order": (0, 990, "eur", OK_CARD),  # a walk-in customer, no order
+    "paid_no_order": (0, 990, "eur", OK_CARD),  # a customer who has no order
     "order_unpaid": (3300, 3300, "eur", DECLINE_CARD),
     "pending": (700, None, "eur", OK_CARD),  # an open order, nobody paid yet
 }
@@ -207,9 +208,7 @@ def _plant_shop(
             order_id = _order_id(table, counter) if role != "paid_no_order" else None
             pi_id = None
             if paid is not None:
-                payer = customer
-                if role == "paid_no_order":
-                    payer = client.v1.customers.create({"email": "walk-in@example.org"}).id
+                payer = customer  # paid_no_order: an account with no order at all
                 meta = {"order_id": str(order_id)} if role == "match_metadata" else {}
                 pi_id = _pay(client, payer, paid, currency, card, meta)
                 at = int(when.timestamp())
