@@ -162,8 +162,12 @@ def bench_requests(shops: int, per_shop: int) -> dict[str, object]:
             for i in range(per_shop):
                 pm = ls.PaymentMethod(
                     type="card",
-                    card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034,
-                          "cvc": "123"},  # fmt: skip
+                    card={
+                        "number": "4242424242424242",
+                        "exp_month": 12,
+                        "exp_year": 2034,
+                        "cvc": "123",
+                    },  # fmt: skip
                 )
                 ls.PaymentMethod._api_attach(pm.id, customer=cus.id)
                 pi = ls.PaymentIntent._api_create(

@@ -361,9 +361,7 @@ def test_cli_money_writes_one_sheet_per_report_and_html_sections(
     assert bad.exit_code == 3 and "period" in bad.output
 
 
-def test_money_panel_runs_charts_each_shop_and_exports_excel(
-    world: World, tmp_path: Path
-) -> None:
+def test_money_panel_runs_charts_each_shop_and_exports_excel(world: World, tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
     from opskit.faces.widgets import money_panel
