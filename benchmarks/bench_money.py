@@ -132,9 +132,9 @@ def bench_matching(n: int) -> dict[str, object]:
 
 
 def bench_requests(shops: int, per_shop: int) -> dict[str, object]:
-    import opskit
     from localstripe import resources as ls
 
+    import opskit
     from opskit.backend.db import create_reference_tables
     from opskit.sandbox import Sandbox, money
 
