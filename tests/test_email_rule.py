@@ -167,3 +167,23 @@ def test_report_and_plan_use_one_rule_and_name_duplicates(world: dict[str, Any])
     details = ops.accounts()
     got = dict(zip(details["account_id"].astype(str), details["details"], strict=True))
     assert json.loads(got["4"])["stripe_customer_id"] == cus["liwei"]
+
+
+def test_the_panels_account_search_reads_emails_by_the_same_rule() -> None:
+    from opskit.faces.widgets._common import account_matches
+
+    accounts = pd.DataFrame(
+        {
+            "account_id": pd.array(["1", "2", "3"], dtype="string"),
+            "email": pd.array(["li.wei @x.io", "\u00a0ann@x.io", "straße@x.io"], dtype="string"),
+            "name": pd.array([None, None, None], dtype="string"),
+        }
+    )
+
+    def found(search: str) -> list[str]:
+        return list(account_matches(accounts, search)["account_id"])
+
+    assert found("li.wei@x.io") == ["1"]  # a space inside the stored email
+    assert found("ANN@x.io") == ["2"]
+    assert found("strasse@x.io") == []  # ß is not ss
+    assert found("x.io") == ["1", "2", "3"]

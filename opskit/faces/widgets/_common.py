@@ -22,6 +22,7 @@ import traitlets
 from opskit.common.exceptions import OpskitError
 from opskit.common.keys import redact
 from opskit.common.stripe_errors import is_stripe_error
+from opskit.core.normalize import email_key, email_keys
 
 log = logging.getLogger("opskit.faces.widgets")
 
@@ -409,7 +410,8 @@ def account_picker(shops: pd.DataFrame) -> tuple[w.Dropdown, LiveBadge, w.Text, 
 
 def account_matches(accounts: pd.DataFrame, search: str) -> pd.DataFrame:
     """Accounts ``search`` finds: part of the email or name, or the account id or the
-    Stripe customer id (what the reports show), case-insensitive; all when empty."""
+    Stripe customer id (what the reports show), case-insensitive; emails also as the
+    one email rule reads them (:mod:`opskit.core.normalize`); all when empty."""
     text = search.strip().lower()
     if not text or not len(accounts):
         return accounts
@@ -418,6 +420,10 @@ def account_matches(accounts: pd.DataFrame, search: str) -> pd.DataFrame:
         if col in accounts.columns:
             found = accounts[col].astype("string").str.lower().str.contains(text, regex=False)
             hit |= found.fillna(False).astype(bool)
+    if "email" in accounts.columns and email_key(search):
+        # emails also by the one email rule (no-break spaces, a space inside, full-width ...)
+        keys = email_keys(accounts["email"])
+        hit |= keys.str.contains(email_key(search), regex=False).fillna(False).astype(bool)
     if "account_id" in accounts.columns:
         ident = accounts["account_id"].astype("string").str.lower()
         hit |= ident.eq(text.removeprefix("#")).fillna(False).astype(bool)
