@@ -139,10 +139,12 @@ def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], prop
         ]
     )
     seen = report[report["account_id"].notna() & report["stripe_email"].notna()]
+    # keyed by text: local ids are opaque (by_id's own keys are used for the pairing)
     linked_email = {
-        int(a): e for a, e in zip(seen["account_id"], seen["stripe_email"], strict=True)
+        str(a): e for a, e in zip(seen["account_id"], seen["stripe_email"], strict=True)
     }
-    accounts["linked_email"] = [linked_email.get(a) for a in accounts["account_id"]]
+    accounts["linked_email"] = [linked_email.get(str(a)) for a in by_id]
+    accounts["account_id"] = pd.Series(list(by_id), dtype="object")
     pairs = email_pairs(
         pd.DataFrame(
             {
@@ -154,11 +156,11 @@ def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], prop
         accounts,
     )
     emails = dict(zip(orphans["stripe_customer_id"], orphans["stripe_email"], strict=True))
-    claims: dict[int, list[str]] = {}
+    claims: dict[Any, list[str]] = {}
     for cid, group in pairs.groupby("stripe_customer_id", sort=True):
         kinds = list(group["kind"])
         if kinds.count("link") == 1 and "duplicate" not in kinds:
-            aid = int(group.loc[group["kind"] == "link", "account_id"].iloc[0])
+            aid = group.loc[group["kind"] == "link", "account_id"].iloc[0]  # a by_id key
             claims.setdefault(aid, []).append(str(cid))
     for aid, found in claims.items():
         if len(found) != 1:  # two Stripe customers share the email: not certain
