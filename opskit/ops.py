@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -174,7 +174,7 @@ class Ops(MoneyOps):
         links = fetch.linked_ids(local.accounts, "stripe_customer_id")
         if local.source == "refreshed":
             result = refreshing.local_customers(
-                self.ctx, local.run, link_ids=links, lookup_shops=outside
+                self.ctx, local.run, link_ids=links, lookup_shops=outside, failed=local.failed
             )
         else:
             result = fetch.fetch_customers(
@@ -199,7 +199,7 @@ class Ops(MoneyOps):
         self, local: _Local, executor: Executor | None, progress: bool
     ) -> pd.DataFrame:
         if local.source == "refreshed":
-            result = refreshing.local_subscriptions(self.ctx, local.run)
+            result = refreshing.local_subscriptions(self.ctx, local.run, failed=local.failed)
         else:
             result = fetch.fetch_subscriptions(
                 self.ctx,
@@ -303,8 +303,10 @@ class Ops(MoneyOps):
         Returns a :class:`~opskit.writes.refresh.RefreshResult`: ``changes``
         (``CHANGES``: one row per event of interest with its report status),
         ``gaps`` (``REFRESH_GAPS``: full reads, skipped events, failed shops),
-        ``shops`` (``REFRESH_SHOPS``: mode, events, writes and requests per shop).
-        A failing shop is its own ``mode="error"`` row; the others go on.
+        ``shops`` (``REFRESH_SHOPS``: mode, events, writes and requests per shop),
+        ``reports`` (``{"customers": ..., "subscriptions": ...}`` from the copy: the
+        day's reports, no further request). A failing shop is its own
+        ``mode="error"`` row (and ``shop_error`` in the reports); the others go on.
         """
         local = self._local(shop_ids)
         links = fetch.linked_ids(local.accounts, "stripe_customer_id")
@@ -315,8 +317,16 @@ class Ops(MoneyOps):
             executor=executor,
             progress=progress,
         )
+        # The day's reports from the copy (a shop whose refresh failed is its shop_error).
+        failed = {r.shop_id: f"refresh failed: {r.error}" for r in results if r.mode == "error"}
+        mine = replace(local, source="refreshed", failed=failed)
+        reports = {
+            "customers": self._customer_report(mine, None, False),
+            "subscriptions": self._subscription_report(mine, None, False),
+        }
         processed = [p for r in results for p in r.processed]
-        return refreshing.result_frames(results, self._findings(processed, local))
+        changes = self._findings(processed, local, reports)
+        return refreshing.result_frames(results, changes, reports)
 
     def changes(self, since: Any = None, shop_ids: ShopIds = None) -> pd.DataFrame:
         """Every Stripe event opskit processed (refresh or webhook) since ``since``
@@ -355,17 +365,22 @@ class Ops(MoneyOps):
         self._findings(processed, local)
         return state.changes(when, None if wanted is None else [str(i) for i in wanted])
 
-    def _findings(self, processed: list[dict[str, Any]], local: _Local) -> pd.DataFrame:
+    def _findings(
+        self,
+        processed: list[dict[str, Any]],
+        local: _Local,
+        reports: Mapping[str, pd.DataFrame] | None = None,
+    ) -> pd.DataFrame:
         """``CHANGES`` rows for processed events, statuses from the refreshed reports."""
         from opskit.backend.state import state_for
         from opskit.core import events as core_events
 
         if not processed:
             return core_events.finding_rows([], None, None, {})
-        touched = {str(p["shop_id"]) for p in processed}
-        run = [s for s in local.run if str(s.id) in touched]
-        ids: list[Any] = [s.id for s in run]
-        reports = self.reconcile(ids, progress=False, source="refreshed") if run else {}
+        if reports is None:
+            touched = {str(p["shop_id"]) for p in processed}
+            ids: list[Any] = [s.id for s in local.run if str(s.id) in touched]
+            reports = self.reconcile(ids, progress=False, source="refreshed") if ids else {}
         acc = local.accounts
         links = {
             (str(s), str(c)): str(a)
@@ -418,6 +433,7 @@ class _Local:
     run: list[Shop]  # the run's shops, raw keys inside: for clients only
     all_shops: list[Shop]  # every shop of the backend (cross-shop lookups)
     source: str = "stripe"  # "refreshed": Stripe's side from opskit's copy (see refresh)
+    failed: Mapping[str, str] = field(default_factory=dict)  # refreshed: shops whose refresh failed
 
 
 def _lookup_shops(local: _Local) -> list[Shop]:

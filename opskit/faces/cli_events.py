@@ -80,7 +80,7 @@ def refresh(
         ops = _connect(database_url, stripe_api_base)
         shops = _check_shops(ops, shop)
         result = ops.refresh(shops, progress=not quiet)
-        reports = ops.reconcile(shops, names, progress=False, source="refreshed")
+        reports = {name: result.reports[name] for name in names}
         console = _console(quiet)
         per_shop = result.shops[["shop_id", "mode", "events_read", "applied", "requests", "error"]]
         console.print(

@@ -111,6 +111,7 @@ class RefreshResult:
     gaps: pd.DataFrame  # REFRESH_GAPS: full reads, skipped events, failed shops
     shops: pd.DataFrame  # REFRESH_SHOPS: one row per shop
     requests: int = 0
+    reports: dict[str, pd.DataFrame] = field(default_factory=dict)  # the reports from the copy
 
     def __repr__(self) -> str:
         modes = self.shops["mode"].value_counts().to_dict() if not self.shops.empty else {}
@@ -315,7 +316,11 @@ def refresh(
     return results
 
 
-def result_frames(results: list[ShopRefresh], changes: pd.DataFrame) -> RefreshResult:
+def result_frames(
+    results: list[ShopRefresh],
+    changes: pd.DataFrame,
+    reports: Mapping[str, pd.DataFrame] | None = None,
+) -> RefreshResult:
     """The :class:`RefreshResult` of ``results`` with ``changes`` (findings) already made."""
     gaps = [g for r in results for g in r.gaps]
     shops = pd.DataFrame(
@@ -339,6 +344,7 @@ def result_frames(results: list[ShopRefresh], changes: pd.DataFrame) -> RefreshR
         if results
         else frames.empty(frames.REFRESH_SHOPS),
         requests=sum(r.requests for r in results),
+        reports=dict(reports or {}),
     )
 
 
@@ -426,20 +432,30 @@ def process_event(
 # -- reading the local copy as a listing would -------------------------------------------
 
 
-def _not_refreshed(state: State, shops: list[Shop]) -> dict[Any, str]:
+def _not_refreshed(
+    state: State, shops: list[Shop], failed: Mapping[str, str] | None = None
+) -> dict[Any, str]:
+    """Shops whose copy cannot stand for Stripe: never refreshed, or the refresh failed."""
     have = state.cursors_of([sid(s.id) for s in shops])
-    return {
-        s.id: "no local copy of this shop's Stripe yet: run ops.refresh() first"
-        for s in shops
-        if sid(s.id) not in have
-    }
+    out: dict[Any, str] = {}
+    for s in shops:
+        if (failed or {}).get(sid(s.id)):
+            out[s.id] = (failed or {})[sid(s.id)]
+        elif sid(s.id) not in have:
+            out[s.id] = "no local copy of this shop's Stripe yet: run ops.refresh() first"
+    return out
 
 
-def local_subscriptions(ctx: Context, shops: Iterable[Shop]) -> fetch.FetchResult:
-    """Every subscription of each shop from the local copy, as ``fetch_subscriptions`` gives."""
+def local_subscriptions(
+    ctx: Context, shops: Iterable[Shop], *, failed: Mapping[str, str] | None = None
+) -> fetch.FetchResult:
+    """Every subscription of each shop from the local copy, as ``fetch_subscriptions`` gives.
+
+    ``failed``: ``{shop id text: why}`` of shops whose refresh failed (their errors).
+    """
     state = state_for(ctx.db)
     usable = [s for s in shops if s.key_info.usable]
-    errors = _not_refreshed(state, usable)
+    errors = _not_refreshed(state, usable, failed)
     ok = [s for s in usable if s.id not in errors]
     copies = state.objects_of("subscription", [sid(s.id) for s in ok])
     frame = fetch.frame_of("subscriptions", {s.id: copies.get(sid(s.id), []) for s in ok})
@@ -452,6 +468,7 @@ def local_customers(
     *,
     link_ids: Mapping[Any, Collection[str]] | None = None,
     lookup_shops: Iterable[Shop] = (),
+    failed: Mapping[str, str] | None = None,
 ) -> fetch.FetchResult:
     """Every customer of each shop from the local copy, as ``fetch_customers`` gives.
 
@@ -462,7 +479,7 @@ def local_customers(
     """
     state = state_for(ctx.db)
     usable = [s for s in shops if s.key_info.usable]
-    errors = _not_refreshed(state, usable)
+    errors = _not_refreshed(state, usable, failed)
     run = [s for s in usable if s.id not in errors]
     outsiders = [s for s in lookup_shops if s.key_info.usable and s.id not in {x.id for x in run}]
     everyone = run + outsiders
