@@ -259,7 +259,8 @@ def test_demo_on_a_fresh_machine(tmp_path: Path) -> None:
         assert name in out
     assert "sk_test_…" in out  # masked keys only
     for text in ("Customers: findings", "Subscriptions: findings", "multiple_active", "wrong_shop",
-                 "Sync plan (dry run, nothing written)", "Reconcile would exit 2"):  # fmt: skip
+                 "Sync plan (dry run, nothing written)", "Reconcile would exit 2",
+                 "Since the last refresh", "deleted_in_stripe"):  # fmt: skip
         assert text in out
     assert (tmp_path / "demo.html").stat().st_size > 10_000
     world = tmp_path / "data" / "demo"  # one folder per demo world

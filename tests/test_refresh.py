@@ -294,6 +294,28 @@ def test_a_cursor_older_than_retention_falls_back_to_a_full_read(world: World) -
     _assert_same_reports(ops)
 
 
+def test_a_shop_whose_key_changed_is_read_again_in_full(world: World) -> None:
+    world.new_customer(1)
+    ops = connect(world)
+    ops.refresh(progress=False)
+    new_key = make_key("moved")  # the shop moved to another Stripe account
+    stripe.StripeClient(new_key, base_addresses={"api": world.sb.url}).v1.customers.create(
+        params={"email": "elsewhere@example.com"}
+    )
+    engine = sa.create_engine(world.url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("update shops set stripe_secret_key = :k where id = 1"), {"k": new_key}
+        )
+    engine.dispose()
+    stale = ops.reconcile(progress=False, source="refreshed")["customers"]
+    assert "key or Stripe endpoint changed" in stale.loc[stale["shop_id"] == 1, "detail"].iloc[0]
+    result = ops.refresh(progress=False)
+    gap = result.gaps.set_index("shop_id").loc["1"]
+    assert gap["gap"] == "full_read" and "key or Stripe endpoint changed" in gap["reason"]
+    _assert_same_reports(ops)
+
+
 def test_duplicates_and_superseded_events_are_not_applied_twice(world: World) -> None:
     cid = world.new_customer(1)
     ops = connect(world)

@@ -9,7 +9,7 @@ database of ``Schema.own_database_url``; SQLite keeps them in its file.
 Tables (created on first use)::
 
     opskit_event_cursors     shop_id PK, cursor (Unix s: events before it are known),
-                             full_read_at, refreshed_at
+                             account (hash of key + API base), full_read_at, refreshed_at
     opskit_stripe_objects    (shop_id, kind, object_id) PK, version (Unix s), event_id,
                              deleted, body (JSON: the object's frame row, as a listing keeps it)
     opskit_events            (shop_id, event_id) PK, type, created, object_kind, object_id,
@@ -95,6 +95,9 @@ class State:
             md,
             sa.Column("shop_id", sa.Text, primary_key=True),
             sa.Column("cursor", sa.BigInteger, nullable=False),
+            # Which Stripe account the copy is of (a hash of key and API base, no secret):
+            # another account behind the same shop makes the copy worthless.
+            sa.Column("account", sa.Text, nullable=True),
             sa.Column("full_read_at", sa.DateTime(timezone=True), nullable=True),
             sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False),
         )
@@ -176,6 +179,17 @@ class State:
             if self.schema_name:
                 conn.execute(sa.schema.CreateSchema(self.schema_name, if_not_exists=True))
             self.metadata.create_all(conn, checkfirst=True)
+            columns = {
+                c["name"]
+                for c in sa.inspect(conn).get_columns(self.cursors.name, schema=self.schema_name)
+            }
+            if "account" not in columns:  # a table made before the column existed
+                name = (
+                    self.cursors.name
+                    if not self.schema_name
+                    else (f'"{self.schema_name}"."{self.cursors.name}"')
+                )
+                conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN account TEXT"))
         self._ready = True
 
     def _insert(self, table: sa.Table) -> Any:
@@ -187,19 +201,42 @@ class State:
 
     # -- cursors ------------------------------------------------------------------------
 
-    def cursors_of(self, shop_ids: Iterable[str]) -> dict[str, int]:
-        """``{shop_id: cursor}`` for the shops that have one."""
+    def cursors_of(self, shop_ids: Iterable[str], account: str | None = None) -> dict[str, int]:
+        """``{shop_id: cursor}`` for the shops that have one (of ``account``, when given)."""
         self.ensure()
         ids = [str(s) for s in shop_ids]
         t = self.cursors
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.shop_id, t.c.cursor).where(t.c.shop_id.in_(ids)))
-            return {str(r[0]): int(r[1]) for r in rows}
+            rows = conn.execute(
+                sa.select(t.c.shop_id, t.c.cursor, t.c.account).where(t.c.shop_id.in_(ids))
+            )
+            return {str(r[0]): int(r[1]) for r in rows if account is None or r[2] == account}
 
-    def set_cursor(self, conn: sa.Connection, shop_id: str, cursor: int, full: bool) -> None:
+    def accounts_of(self, shop_ids: Iterable[str]) -> dict[str, str | None]:
+        """``{shop_id: account hash}`` of the shops that have a cursor."""
+        self.ensure()
+        t = self.cursors
+        ids = [str(s) for s in shop_ids]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.shop_id, t.c.account).where(t.c.shop_id.in_(ids)))
+            return {str(r[0]): r[1] for r in rows}
+
+    def set_cursor(
+        self,
+        conn: sa.Connection,
+        shop_id: str,
+        cursor: int,
+        full: bool,
+        account: str | None = None,
+    ) -> None:
         t = self.cursors
         now = _utcnow()
-        values = {"shop_id": str(shop_id), "cursor": int(cursor), "refreshed_at": now}
+        values = {
+            "shop_id": str(shop_id),
+            "cursor": int(cursor),
+            "refreshed_at": now,
+            "account": account,
+        }
         if full:
             values["full_read_at"] = now
         ins = self._insert(t).values(**values)

@@ -678,6 +678,7 @@ def demo(
                     console.print(f"Wrote {path}")
             code = report.outcome(reports)
             console.print(f"Reconcile would exit {code}: {_VERDICT[code]}.")
+            cli_events.demo_refresh(console, session, quiet)  # keeping up by events
             if serve and session.owner:
                 _serve_demo(console, session.api_base)
             elif serve:

@@ -247,3 +247,31 @@ def register(app: Any) -> None:
     """Add ``refresh`` and the ``webhooks`` group to the ``opskit`` command."""
     app.command("refresh")(refresh)
     app.add_typer(webhooks_app)
+
+
+def demo_refresh(console: Any, session: Any, quiet: bool) -> None:
+    """The demo's last part: refresh, plant a day of Stripe changes, refresh again."""
+    from opskit.demo.changes import plant_changes
+
+    ops = session.ops
+    console.print()
+    first = ops.refresh(progress=not quiet)
+    modes = first.shops["mode"].value_counts().to_dict()
+    console.print(
+        f"First refresh by events: {first.requests} Stripe requests, shops {modes} "
+        "(a shop is read in full once, then followed by its events)."
+    )
+    if not session.owner:
+        return
+    planted = plant_changes(ops, session.api_base)
+    console.print("Planted in Stripe since: " + "; ".join(planted))
+    result = ops.refresh(progress=not quiet)
+    changes = _interesting(result.changes)
+    cols = ["shop_id", "event_type", "stripe_object_id", "account_id", "status", "outcome"]
+    console.print(
+        _df_table(
+            changes[cols],
+            title=f"Since the last refresh: {len(changes)} changes, "
+            f"{result.requests} Stripe requests",
+        )
+    )

@@ -25,6 +25,7 @@ local copy, so a reconciliation after a refresh reads nothing it does not need.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -72,6 +73,15 @@ _ID = {"customer": "stripe_customer_id", "subscription": "stripe_subscription_id
 OVERLAP_SECONDS = 300  # events re-listed before the cursor (same second, late visibility)
 SKEW_SECONDS = 60  # a read at local second t is taken as Stripe's state at t - this
 STALE_AFTER_SECONDS = 300  # a webhook payload older than this is re-read before it is used
+
+
+def account_of(shop: Shop, api_base: str | None) -> str:
+    """Which Stripe account a shop's copy is of: a hash of its key and the API base.
+
+    Never the key: 16 hex digits of SHA-256, not reversible.
+    """
+    key = (shop.stripe_secret_key or "").strip()
+    return hashlib.sha256(f"{key}|{api_base or 'stripe'}".encode()).hexdigest()[:16]
 
 
 def sid(value: Any) -> str:
@@ -141,8 +151,11 @@ def refresh_shop(
         out.error = shop.key_info.problem
         return out
     try:
-        cursor = state.cursors_of([shop_id]).get(shop_id)
+        account = account_of(shop, ctx.api_base)
+        cursor = state.cursors_of([shop_id], account).get(shop_id)
         reason = full_read_reason(cursor, int(now if now is not None else time.time()))
+        if cursor is None and state.cursors_of([shop_id]).get(shop_id) is not None:
+            reason = "the shop's key or Stripe endpoint changed: its copy is of another account"
         if reason is not None:
             _full_read(ctx, state, shop, link_ids, out, reason)
         else:
@@ -175,7 +188,9 @@ def _full_read(
         for kind, rows in objects.items():
             by_id = {str(r[_ID[kind]]): r for r in rows if r.get(_ID[kind])}
             out.applied += state.replace_objects(conn, out.shop_id, kind, by_id, version)
-        state.set_cursor(conn, out.shop_id, started, full=True)
+        state.set_cursor(
+            conn, out.shop_id, started, full=True, account=account_of(shop, ctx.api_base)
+        )
     out.mode = "full_read"
     out.cursor = started
     out.gaps.append({"shop_id": out.shop_id, "gap": "full_read", "reason": reason})
@@ -235,7 +250,9 @@ def _follow_events(
                         "reason": why,
                     }
                 )
-        state.set_cursor(conn, out.shop_id, new_cursor, full=False)
+        state.set_cursor(
+            conn, out.shop_id, new_cursor, full=False, account=account_of(shop, ctx.api_base)
+        )
     out.cursor = new_cursor
 
 
@@ -433,16 +450,19 @@ def process_event(
 
 
 def _not_refreshed(
-    state: State, shops: list[Shop], failed: Mapping[str, str] | None = None
+    ctx: Context, state: State, shops: list[Shop], failed: Mapping[str, str] | None = None
 ) -> dict[Any, str]:
-    """Shops whose copy cannot stand for Stripe: never refreshed, or the refresh failed."""
-    have = state.cursors_of([sid(s.id) for s in shops])
+    """Shops whose copy cannot stand for Stripe: never refreshed, refreshed with another
+    key or endpoint than the shop's current one, or the refresh failed."""
+    have = state.accounts_of([sid(s.id) for s in shops])
     out: dict[Any, str] = {}
     for s in shops:
         if (failed or {}).get(sid(s.id)):
             out[s.id] = (failed or {})[sid(s.id)]
         elif sid(s.id) not in have:
             out[s.id] = "no local copy of this shop's Stripe yet: run ops.refresh() first"
+        elif have[sid(s.id)] != account_of(s, ctx.api_base):
+            out[s.id] = "the shop's key or Stripe endpoint changed since its last refresh"
     return out
 
 
@@ -455,7 +475,7 @@ def local_subscriptions(
     """
     state = state_for(ctx.db)
     usable = [s for s in shops if s.key_info.usable]
-    errors = _not_refreshed(state, usable, failed)
+    errors = _not_refreshed(ctx, state, usable, failed)
     ok = [s for s in usable if s.id not in errors]
     copies = state.objects_of("subscription", [sid(s.id) for s in ok])
     frame = fetch.frame_of("subscriptions", {s.id: copies.get(sid(s.id), []) for s in ok})
@@ -479,7 +499,7 @@ def local_customers(
     """
     state = state_for(ctx.db)
     usable = [s for s in shops if s.key_info.usable]
-    errors = _not_refreshed(state, usable, failed)
+    errors = _not_refreshed(ctx, state, usable, failed)
     run = [s for s in usable if s.id not in errors]
     outsiders = [s for s in lookup_shops if s.key_info.usable and s.id not in {x.id for x in run}]
     everyone = run + outsiders
