@@ -16,7 +16,7 @@ from aiohttp import web
 from localstripe import resources as ls
 from localstripe.errors import UserError
 
-from opskit.sandbox import subscriptions, testclocks
+from opskit.sandbox import subscriptions, testclocks, versions
 from opskit.sandbox.patches import ls_server, price_dict
 from opskit.sandbox.stores import IndexedStore, ListQuery, iter_objects, run_list
 
@@ -34,7 +34,9 @@ def json_response(obj: Any, status: int = 200) -> web.Response:
 
 
 def unknown_param(name: str) -> UserError:
-    return UserError(400, f"Received unknown parameter: {name}", {"param": name})
+    return UserError(
+        400, f"Received unknown parameter: {name}", {"param": name, "code": "parameter_unknown"}
+    )
 
 
 async def body(request: web.Request) -> dict[str, Any]:
@@ -201,7 +203,8 @@ CUSTOMER_CREATE = {
     "name", "description", "email", "phone", "address", "invoice_settings",
     "preferred_locales", "tax_id_data", "metadata", "payment_method", "balance", "source",
 }  # fmt: skip
-CUSTOMER_EXTRAS = {"shipping", "tax_exempt", "test_clock", "coupon", "promotion_code", "tax"}
+# coupon/promotion_code were removed at 2025-03-31.basil (discounts replace them).
+CUSTOMER_EXTRAS = {"shipping", "tax_exempt", "test_clock", "tax"}
 
 
 async def customer_create(request: web.Request) -> web.StreamResponse:
@@ -236,7 +239,9 @@ async def customer_update(request: web.Request) -> web.StreamResponse:
     id_ = request.match_info["id"]
     data = await body(request)
     expand = _expand(data)
-    _split(data, CUSTOMER_CREATE - {"payment_method", "tax_id_data"}, CUSTOMER_EXTRAS)
+    _split(
+        data, CUSTOMER_CREATE - {"payment_method", "tax_id_data"}, CUSTOMER_EXTRAS - {"test_clock"}
+    )
     obj = ls.Customer._api_retrieve(id_)
     if data.get("metadata") == "":
         obj.metadata = {}
@@ -550,6 +555,7 @@ PI_CREATE = {
     "capture_method", "payment_method_options", "confirm", "off_session",
 }  # fmt: skip
 PI_EXTRAS = {
+    "allowed_payment_method_types", "excluded_payment_method_types",
     "description", "receipt_email", "automatic_payment_methods", "statement_descriptor",
     "statement_descriptor_suffix", "setup_future_usage", "return_url", "error_on_requires_action",
     "mandate", "use_stripe_sdk", "shipping", "confirmation_method",
@@ -559,6 +565,9 @@ PI_EXTRAS = {
 async def payment_intent_create(request: web.Request) -> web.StreamResponse:
     data = await body(request)
     expand = _expand(data)
+    if "payment_method_types" in data and versions.at_least(versions.PINNED):
+        # Gone at 2026-10-28 (allowed_payment_method_types replaces it).
+        raise unknown_param("payment_method_types")
     extras = _split(data, PI_CREATE, PI_EXTRAS)
     confirm = _to_bool(data.get("confirm"))
     if _to_bool(data.get("off_session")) is True and confirm is not True:

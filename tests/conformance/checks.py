@@ -500,6 +500,63 @@ def run_sandbox_checks(sandbox: Any) -> tuple[Result, Result]:
 
     behave("behaviour.removed_parameters_refused", removed)
 
+    def removed_elsewhere() -> list[str]:
+        out = []
+        probes: list[tuple[str, Callable[[stripe.StripeClient], Any]]] = [
+            (
+                "customers.create(coupon)",
+                lambda cl: cl.v1.customers.create(params={"coupon": "X"}),  # type: ignore[typeddict-unknown-key]
+            ),
+            (
+                "payment_intents.create(payment_method_types)",
+                lambda cl: cl.v1.payment_intents.create(
+                    params={"amount": 100, "currency": "eur", "payment_method_types": ["card"]}  # type: ignore[typeddict-unknown-key]
+                ),
+            ),
+        ]
+        for label, fn in probes:
+            _, exc = _err_body(lambda fn=fn: fn(c))  # type: ignore[misc]
+            if exc is None or "Received unknown parameter" not in str(exc.user_message):
+                out.append(f"{label} is not refused at 2026-10-28")
+        # A client pinned to an older version still may send payment_method_types.
+        _, exc = _err_body(
+            lambda: w.client(stripe_version="2024-06-20").v1.payment_intents.create(
+                params={"amount": 100, "currency": "eur", "payment_method_types": ["card"]}  # type: ignore[typeddict-unknown-key]
+            )
+        )
+        if exc is not None:
+            out.append("a 2024-06-20 client may no longer send payment_method_types")
+        return out
+
+    behave("behaviour.removed_parameters_refused_everywhere", removed_elsewhere)
+
+    def accepted() -> list[str]:
+        """Every parameter the sandbox accepts exists at the pinned version."""
+        import stripe.params as sp
+
+        from opskit.sandbox import routes as r
+        from opskit.sandbox import subscriptions as s
+
+        pairs = [
+            ("CustomerCreateParams", r.CUSTOMER_CREATE | r.CUSTOMER_EXTRAS),
+            ("PriceCreateParams", r.PRICE_CREATE),
+            ("PaymentIntentCreateParams", (r.PI_CREATE | r.PI_EXTRAS) - {"payment_method_types"}),
+            ("SubscriptionCreateParams", s.CREATE_PARAMS),
+            ("SubscriptionUpdateParams", s.UPDATE_PARAMS),
+            ("SubscriptionCancelParams", s.CANCEL_PARAMS),
+            ("SubscriptionItemCreateParams", s.ITEM_CREATE_PARAMS),
+            ("SubscriptionItemUpdateParams", s.ITEM_UPDATE_PARAMS),
+            ("PaymentIntentConfirmParams", s.CONFIRM_PARAMS),
+        ]
+        out = []
+        for name, mine in pairs:
+            extra = sorted(set(mine) - set(spec._td_keys(getattr(sp, name))))
+            if extra:
+                out.append(f"{name}: the sandbox accepts {extra}, Stripe does not")
+        return out
+
+    behave("behaviour.sandbox_accepts_only_stripe_parameters", accepted)
+
     def filters() -> list[str]:
         out = []
         probes: list[tuple[str, Callable[[], Any]]] = [
@@ -635,7 +692,8 @@ SANDBOX_CHECKS = (
     "error.api", "behaviour.decline_card_declines", "behaviour.error_extras_and_should_retry",
     "behaviour.idempotent_500_replayed", "behaviour.deleting_customer_cancels_subscriptions",
     "behaviour.multi_item_one_invoice", "behaviour.test_clocks", "behaviour.stripe_version",
-    "behaviour.removed_parameters_refused", "behaviour.valid_list_filters",
+    "behaviour.removed_parameters_refused", "behaviour.removed_parameters_refused_everywhere",
+    "behaviour.sandbox_accepts_only_stripe_parameters", "behaviour.valid_list_filters",
 )  # fmt: skip
 
 # Checks the sandbox is known not to pass, with why (README lists them); each is an
