@@ -56,11 +56,11 @@ from typing import Any
 
 import pandas as pd
 import stripe
-from tqdm.auto import tqdm
 
 from opskit.common.context import Context
 from opskit.common.keys import redact
 from opskit.common.models import Shop, as_shop
+from opskit.common.progress import bar as progress_bar
 from opskit.common.sealing import SealedKey, seal
 from opskit.common.stripe_errors import describe_error
 from opskit.common.stripe_modes import other_mode, stripe_message
@@ -274,7 +274,7 @@ def _run_jobs(
             pending[pool.submit(run_shop_jobs, batch)] = batch
 
     try:
-        with tqdm(total=len(jobs), desc=desc, unit="shop", disable=not progress) as bar:
+        with progress_bar(total=len(jobs), desc=desc, unit="shop", progress=progress) as bar:
             fill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

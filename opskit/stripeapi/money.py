@@ -31,11 +31,11 @@ from datetime import datetime
 from typing import Any
 
 import stripe
-from tqdm.auto import tqdm
 
 from opskit.common.config import Settings
 from opskit.common.context import Context
 from opskit.common.models import Shop, as_shop
+from opskit.common.progress import bar as progress_bar
 from opskit.common.stripe_errors import describe_error
 from opskit.core.ledger import ShopMoney
 from opskit.stripeapi import paging
@@ -218,7 +218,9 @@ def fetch_money(
     pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-money")
     try:
         futures = [pool.submit(run_money_job, job) for job in jobs]
-        with tqdm(total=len(jobs), desc="Stripe money", unit="shop", disable=not progress) as bar:
+        with progress_bar(
+            total=len(jobs), desc="Stripe money", unit="shop", progress=progress
+        ) as bar:
             for job, fut in zip(jobs, futures, strict=True):
                 try:
                     money, minimum, error = fut.result()

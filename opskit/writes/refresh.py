@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from opskit.backend.state import ObjectWrite, State, state_for
 from opskit.common.context import Context
 from opskit.common.models import Shop
+from opskit.common.progress import bar as progress_bar
 from opskit.common.stripe_errors import describe_error
 from opskit.core import frames
 from opskit.core.events import (
@@ -321,8 +321,8 @@ def refresh(
             for s in todo
         ]
         results = []
-        with tqdm(
-            total=len(futures), desc="Stripe events", unit="shop", disable=not progress
+        with progress_bar(
+            total=len(futures), desc="Stripe events", unit="shop", progress=progress
         ) as bar:
             for fut in futures:
                 results.append(fut.result())
