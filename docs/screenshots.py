@@ -7,6 +7,7 @@ reconcile screenshot is also refreshed by the browser test with OPSKIT_SCREENSHO
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,42 +30,48 @@ def reconcile(page: Any) -> None:
     page.locator(".opskit-findings table").wait_for(timeout=60_000)
     page.wait_for_timeout(500)
     status = panel.locator("select").last
-    status.select_option(label=_label(status, "mismatch"))
+    status.select_option(label=_label(status, "needs attention"))
     page.wait_for_timeout(500)
 
 
 def sync(page: Any) -> None:
     panel = page.locator(".opskit-sync")
-    panel.locator("button", has_text="Build plan").click()
-    page.locator(".opskit-plan table").wait_for(timeout=60_000)
-    panel.locator("button", has_text="Apply").click()
+    _button(panel, "Build plan (dry run)").click()
+    boxes = panel.locator(".opskit-plan input[type=checkbox]")
+    boxes.first.wait_for(timeout=60_000)
+    boxes.nth(1).click()  # one row unticked, the others stay ticked
+    boxes.nth(3).click()
     page.wait_for_timeout(500)
 
 
 def payments(page: Any) -> None:
     panel = page.locator(".opskit-payment")
     email = _demo_email(lambda a: a.role == "match" and a.shop_id == 1)
-    search = panel.locator("input[type=text]").first
+    search = panel.get_by_placeholder("email, name, account id or cus_…")
     search.fill(email)
     search.press("Enter")
-    amount = panel.locator("input[type=number]").first
-    amount.fill("1999")
-    amount.press("Enter")
-    page.wait_for_timeout(500)
-    panel.locator("button", has_text="Create PaymentIntent").click()
-    panel.locator("button", has_text="Confirm").click()
+    amount = panel.get_by_placeholder("19.99")
+    amount.fill("19.99")  # typed as people write money
+    panel.locator(".opskit-amount-ok").wait_for(timeout=10_000)
+    _button(panel, "Create PaymentIntent…").click()
+    _button(panel, "Create PaymentIntent").click()
     page.locator(".opskit-payment-result").wait_for(timeout=30_000)
 
 
 def subscriptions(page: Any) -> None:
     panel = page.locator(".opskit-subscriptions")
     email = _demo_email(lambda a: a.sub_role == "match" and a.shop_id == 1)
-    search = panel.locator("input[type=text]").first
+    search = panel.get_by_placeholder("email, name, account id or cus_…")
     search.fill(email)
     search.press("Enter")
     page.locator(".opskit-subs table").wait_for(timeout=30_000)
-    panel.locator("button", has_text="Cancel at period end").click()
+    _button(panel, "Cancel at period end…").click()  # the question, answered with verbs
     page.wait_for_timeout(500)
+
+
+def _button(panel: Any, text: str) -> Any:
+    """The button whose text is exactly ``text`` (its icon glyph aside)."""
+    return panel.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
 
 
 def _label(select: Any, status: str) -> str:

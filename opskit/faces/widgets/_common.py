@@ -245,7 +245,7 @@ class CheckList(w.VBox):
         self._boxes = []
         for label, _value in self._options:
             box = w.Checkbox(
-                value=False, description=label, indent=False,
+                value=False, description=label, tooltip=label, indent=False,
                 layout=w.Layout(width="auto", margin="0"),
             )  # fmt: skip
             box.add_class("opskit-check")
