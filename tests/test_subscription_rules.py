@@ -207,3 +207,11 @@ def test_a_recorded_subscription_must_be_the_accounts_customers(world: dict[str,
     assert f"belongs to customer {world['cus']['other']}" in row["detail"]
     assert world["cus"]["wrong"] in row["detail"]
     assert planned(world["plan"], 9) == {}
+
+
+def test_reports_and_panels_explain_the_new_statuses() -> None:
+    from opskit.reports.files import STATUS_HELP
+
+    assert "wrong_customer" in frames.SUBSCRIPTION_STATUSES
+    assert "mode_mismatch" in frames.CUSTOMER_STATUSES
+    assert {"wrong_customer", "mode_mismatch"} <= set(STATUS_HELP)

@@ -86,13 +86,17 @@ STATUS_HELP: dict[str, str] = {
     "missing_in_stripe": "the linked id is not found in this shop's Stripe account",
     "deleted_in_stripe": "the linked customer was deleted in Stripe",
     "wrong_shop": "the linked id belongs to another shop's Stripe account",
+    "mode_mismatch": "the linked id exists in the other mode (live/test) of this shop's Stripe "
+    "account: check the shop's key, keep the link",
     "duplicate_link": "several accounts of one shop link the same customer",
     "orphan_in_stripe": "in Stripe, but no local account records it",
     "shop_not_configured": "the shop has no usable secret key: nothing could be checked",
     "shop_error": "Stripe refused or failed for this shop (detail says why)",
     "status_drift": "the local subscription_status differs from Stripe's",
-    "price_mismatch": "the local price differs from the subscription's price in Stripe",
-    "multiple_active": "one customer has more than one live subscription (double billing)",
+    "price_mismatch": "the local price is none of the subscription's items' prices in Stripe",
+    "wrong_customer": "the recorded subscription belongs to another customer than the account's",
+    "multiple_active": "one customer has two or more subscriptions that will bill again "
+    "(double billing)",
     # the money report (opskit.reports.money)
     "amount_mismatch": "the payment's amount differs from the order total (see detail)",
     "currency_mismatch": "the payment is in another currency than the order",
@@ -113,6 +117,8 @@ _COLORS = {
     "missing_in_stripe": "#c0504d",
     "deleted_in_stripe": "#8e5b9e",
     "wrong_shop": "#b0457a",
+    "mode_mismatch": "#9c6ade",
+    "wrong_customer": "#b0457a",
     "duplicate_link": "#c9b037",
     "multiple_active": "#c9b037",
     "orphan_in_stripe": "#4bacc6",
