@@ -187,3 +187,10 @@ def test_the_panels_account_search_reads_emails_by_the_same_rule() -> None:
     assert found("ANN@x.io") == ["2"]
     assert found("strasse@x.io") == []  # ß is not ss
     assert found("x.io") == ["1", "2", "3"]
+
+
+def test_names_are_read_the_same_way_but_keep_case_and_inner_spaces() -> None:
+    from opskit.core.normalize import name_keys
+
+    names = pd.Series(["Ann\u00a0 Lee ", "\u3000Ann Lee", "An\u200bn Lee", "ann lee", None])
+    assert list(name_keys(names)) == ["Ann Lee", "Ann Lee", "Ann Lee", "ann lee", ""]

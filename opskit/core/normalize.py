@@ -20,7 +20,9 @@ Nothing else is folded: dots and ``+tags`` are kept (their meaning is the mail
 provider's, not ours). A missing or blank email has the key ``""``, which
 never equals anything.
 
-The key is for comparing only; reports show the emails as stored.
+The key is for comparing only; reports show the emails as stored. Names
+(:func:`name_keys`) are read the same way, except that white space inside is one
+space (not removed) and case is kept.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["INVISIBLE", "email_key", "email_keys", "same_email"]
+__all__ = ["INVISIBLE", "email_key", "email_keys", "name_keys", "same_email"]
 
 #: What is removed (RE2 syntax, as pyarrow runs it): white space of every kind
 #: (``\s`` is ASCII-only in RE2, so the Unicode classes are spelled out) and
@@ -57,6 +59,21 @@ def email_keys(values: pd.Series | Iterable[Any]) -> pd.Series:
     arr = pc.replace_substring_regex(arr, INVISIBLE, "")
     out = arr.to_pandas(types_mapper=_STRING.get)
     return pd.Series(pd.array(out, dtype="string"), index=s.index).fillna("")
+
+
+def name_keys(values: pd.Series) -> pd.Series:
+    """Person names as compared: NFKC, format characters removed, every run of Unicode
+    white space (no-break spaces included) one space, trimmed; case kept (``"Ann\u00a0 Lee "``
+    is ``"Ann Lee"``, ``"ann lee"`` is not). Missing as ``""``; keeps the index."""
+    text = values.astype("string")
+    arr = pa.array(text, type=pa.large_string())
+    arr = pc.utf8_normalize(arr, form="NFKC")
+    arr = pc.replace_substring_regex(arr, r"[\p{Cf}]+", "")
+    arr = pc.replace_substring_regex(arr, r"[\s\x{0B}\x{1C}-\x{1F}\x{0085}\p{Z}]+", " ")
+    arr = pc.utf8_trim_whitespace(arr)
+    arr = pc.utf8_trim(arr, " ")
+    out = arr.to_pandas(types_mapper=_STRING.get)
+    return pd.Series(pd.array(out, dtype="string"), index=values.index).fillna("")
 
 
 def email_key(value: Any) -> str:

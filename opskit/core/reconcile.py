@@ -44,7 +44,7 @@ from opskit.core.frames import (
     conform,
     empty,
 )
-from opskit.core.normalize import email_keys
+from opskit.core.normalize import email_keys, name_keys
 from opskit.core.pairing import email_pairs
 
 __all__ = [
@@ -77,8 +77,9 @@ def normalize_email(s: pd.Series) -> pd.Series:
 
 
 def normalize_name(s: pd.Series) -> pd.Series:
-    """Names as compared: trimmed, case kept, missing as ``""``."""
-    return s.astype("string").str.strip().fillna("")
+    """Names as compared: :func:`opskit.core.normalize.name_keys` (white space as a person
+    reads it, case kept)."""
+    return name_keys(s)
 
 
 def _clean_id(s: pd.Series) -> pd.Series:
