@@ -113,12 +113,20 @@ def _codes(*columns: pd.Series) -> list[np.ndarray]:
     return out
 
 
-def _rank(s: pd.Series) -> np.ndarray:
-    """Each value's position in sorted order (ties by row): an integer sort key for text."""
-    order = s.astype("string").reset_index(drop=True).argsort(kind="stable").to_numpy()
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    return rank
+def _rank(s: pd.Series, na_last: bool = False) -> np.ndarray:
+    """Each value's position in sorted order (equal values share one): a sort key for text."""
+    codes, uniques = pd.factorize(s.astype("string"), sort=True, use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    if na_last:
+        codes[codes < 0] = len(uniques)
+    return codes
+
+
+def _ns_or_max(s: pd.Series) -> np.ndarray:
+    values = pd.to_datetime(s, utc=True)
+    out = values.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    out[values.isna().to_numpy()] = np.iinfo(np.int64).max
+    return out
 
 
 def _ns(s: pd.Series) -> np.ndarray:
@@ -167,6 +175,7 @@ def match_orders(
         payments["stripe_payment_intent_id"].astype("string").to_numpy(dtype=object, na_value="")
     )
     paid = _paid(payments)
+    p_rank = _rank(payments["stripe_payment_intent_id"])
 
     # 1. exact: metadata order id within the same shop; the oldest payment wins.
     order_at = pd.Series(np.arange(n_o), index=pd.MultiIndex.from_arrays([o_shop, o_id]))
@@ -175,7 +184,7 @@ def match_orders(
     scored_pool = paid & ~has_meta
     if has_meta.any():
         idx = np.flatnonzero(has_meta)
-        idx = idx[np.lexsort((_rank(payments["stripe_payment_intent_id"])[idx], p_t[idx]))]
+        idx = idx[np.lexsort((p_rank[idx], p_t[idx]))]
         target = order_at.reindex(pd.MultiIndex.from_arrays([p_shop[idx], p_meta[idx]]))
         target_pos = target.to_numpy(dtype=float)
         meta_text = payments["metadata_order_id"].astype("string").to_numpy(dtype=object)
@@ -229,7 +238,7 @@ def match_orders(
     o, p, score = o[keep], p[keep], score[keep]
     if len(o) == 0:
         return res
-    o_rank, p_rank = _rank(orders["order_id"]), _rank(payments["stripe_payment_intent_id"])
+    o_rank = _rank(orders["order_id"])
     order = np.lexsort((p_rank[p], p_t[p], o_rank[o], o_t[o], -score))
     o, p, score = o[order], p[order], score[order]
 
@@ -358,12 +367,16 @@ def reconcile_payments(
     report = pd.concat(parts, ignore_index=True)
     report["shop_name"] = report["shop_id"].map(names).astype("string")
     report = conform(report, PAYMENT_REPORT)
-    report = report.sort_values(
-        ["shop_id", "status", "order_created_at", "order_id", "stripe_payment_intent_id"],
-        na_position="last",
-        kind="mergesort",
-    )
-    return report.reset_index(drop=True)
+    # Sorted by shop, status, order time, order id, payment id on integer keys (text
+    # sorts cost seconds at a million rows); missing values last.
+    keys = [
+        _rank(report["stripe_payment_intent_id"], na_last=True),
+        _rank(report["order_id"], na_last=True),
+        _ns_or_max(report["order_created_at"]),
+        report["status"].cat.codes.to_numpy(),
+        _rank(report["shop_id"], na_last=True),
+    ]
+    return report.iloc[np.lexsort(keys)].reset_index(drop=True)
 
 
 def _order_rows(orders: pd.DataFrame, payments: pd.DataFrame, m: Matches) -> pd.DataFrame:
