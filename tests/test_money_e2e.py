@@ -92,6 +92,7 @@ def _build(sb: Sandbox, keys: dict[str, str], tmp: Path) -> World:
             {"id": 2, "name": "Manual Payouts", "stripe_secret_key": keys["B"]},
             {"id": 3, "name": "No Key", "stripe_secret_key": None},
             {"id": 4, "name": "Refused Key", "stripe_secret_key": keys["E"]},
+            {"id": 5, "name": "Live Shop", "stripe_secret_key": "sk_live_" + "x" * 24},
         ],
         accounts=[
             *[
@@ -329,6 +330,11 @@ def test_metadata_plan_dry_run_then_idempotent_audited_writes(world: World) -> N
     conflict = plan.head(1).assign(new_value="o-other")
     out = world.ops.apply_payment_metadata(conflict, actor="test.money")
     assert list(out["outcome"]) == ["conflict"]
+    live = plan.head(1).assign(shop_id="5")  # a live key: nothing sent without confirmation
+    out = world.ops.apply_payment_metadata(live, actor="test.money")
+    assert list(out["outcome"]) == ["refused"] and "live" in out["detail"].iloc[0]
+    refused = world.ops.audit_log(action="payment_intent.set_order_id", outcome="refused")
+    assert len(refused) == 2  # the conflict and the live refusal
 
 
 def test_cli_money_writes_one_sheet_per_report_and_html_sections(
