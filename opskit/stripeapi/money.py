@@ -10,11 +10,12 @@ The endpoints are data (:data:`ENDPOINTS`); each listing is bounded to
 one shop (and then its payout itemizations) concurrently inside the shop's rate
 limit, so a shop costs exactly its pages. Charges
 are listed with ``expand[]=data.balance_transaction``, so fees and nets come
-with them. ``balance_transactions`` are listed from ``since`` up to *now* when
-``ledger_to_now`` (end balances are walked back from today's ``GET
-/v1/balance``). Each automatic payout is itemized with ``GET
-/v1/balance_transactions?payout=po_...``; manual payouts cannot be (Stripe does
-not record what they contain) and are not asked about.
+with them. Balance transactions, refunds and disputes are listed from ``since``
+up to *now* when ``ledger_to_now`` (end balances are walked back from today's
+``GET /v1/balance``; a payment of the period disputed or refunded later shows it).
+Each automatic payout is itemized with ``GET /v1/balance_transactions?payout=po_...``;
+manual payouts cannot be (Stripe does not record what they contain) and are not
+asked about.
 
 ``minimum`` counts the pages the same data needs at best: ``ceil(n/100)`` (at
 least one) per listing and per itemized payout, plus one for the balance; the
@@ -52,6 +53,7 @@ ENDPOINTS = {
     "payouts": paging.Endpoint("payouts", "payouts"),
 }
 KINDS = tuple(ENDPOINTS)
+LATER = ("transactions", "refunds", "disputes")  # listed from ``since`` up to now
 
 
 @dataclass
@@ -125,7 +127,9 @@ def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
         # lister fanning out over all time would pay a request per empty window);
         # the listings, then the payout itemizations, run concurrently instead.
         def listing(kind: str) -> tuple[list[Any], int]:
-            hi = None if kind == "transactions" and job.ledger_to_now else job.until
+            # What happens later to the period's money (its refunds, disputes, ledger
+            # rows up to today) is read up to now.
+            hi = None if kind in LATER and job.ledger_to_now else job.until
             fetch = _bounded(paging.page_fetcher(client, ENDPOINTS[kind]), job.since, hi)
             objects, stats = paging.list_all(fetch, workers=1)
             return objects, stats.requests
