@@ -38,6 +38,7 @@ lab: install
 bench: install
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_reconcile.py
+	$(BIN)/python benchmarks/bench_money.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
