@@ -28,11 +28,14 @@ from opskit.common.exceptions import (
     UnknownSubscription,
     WriteOutcomeUnknown,
 )
+from opskit.common.logs import install_redaction as _install_redaction
 from opskit.common.models import Account, Shop
 from opskit.connection import connect
 from opskit.ops import Ops
 
 __version__ = "0.1.0"
+
+_install_redaction()  # every logger opskit drives masks keys, whoever sets it to DEBUG
 
 __all__ = [
     "Account",

@@ -64,7 +64,7 @@ class Ops(MoneyOps):
         self.ctx = ctx
 
     def __repr__(self) -> str:
-        stripe_at = self.ctx.api_base or "Stripe"
+        stripe_at = safe_url(self.ctx.api_base) if self.ctx.api_base else "Stripe"
         return f"<opskit.Ops database={safe_url(self.ctx.db.url)!r} stripe={stripe_at!r}>"
 
     # -- local data ----------------------------------------------------------------------

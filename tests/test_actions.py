@@ -276,7 +276,8 @@ def test_subscription_lifecycle_and_other_shop(b: Backend) -> None:
 # -- live keys ---------------------------------------------------------------------------------
 
 
-def test_live_writes_need_confirmation(db_url: str) -> None:
+def test_live_writes_need_confirmation(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE", "1")  # a live key to the sandbox
     live, test = "sk_live_" + make_key("L")[8:], make_key("T")
     insert(
         db_url,

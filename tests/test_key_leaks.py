@@ -83,6 +83,7 @@ def test_no_key_leaks_from_representative_operations(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(stripe, "log", "debug")  # stripe-python also prints to stderr
+    monkeypatch.setenv("OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE", "1")  # a live key to the sandbox
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="stripe")
     caplog.set_level(logging.DEBUG, logger="opskit")

@@ -248,7 +248,10 @@ def test_explicit_settings_apply_to_the_cached_client() -> None:
     assert live_transport.policy.max_retry_wait == 60  # Settings.max_retry_wait
 
 
-def test_describe_error_is_one_secret_free_line(sandbox: Any) -> None:
+def test_describe_error_is_one_secret_free_line(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE", "1")  # a live key to the sandbox
     live_key = "sk_live_" + uuid.uuid4().hex
     with pytest.raises(stripe.AuthenticationError) as info:
         fetch_customer({"id": 2, "stripe_secret_key": live_key}, "cus_1", api_base=sandbox.url)

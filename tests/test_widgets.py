@@ -284,7 +284,10 @@ def test_payment_panel_refuses_bad_input_before_any_request(session: DemoSession
     assert session.sandbox.request_count() == before
 
 
-def test_payment_panel_live_shop_needs_confirmation(session: DemoSession) -> None:
+def test_payment_panel_live_shop_needs_confirmation(
+    session: DemoSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE", "1")  # a live key to the sandbox
     panel = widgets.payment_panel(session.ops)
     panel.shop.value = 6
     assert "LIVE" in panel.live_badge.value

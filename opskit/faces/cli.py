@@ -34,6 +34,7 @@ from typer.core import TyperGroup
 
 from opskit.common.exceptions import DatabaseUnavailable, InputError, OpskitError, UnknownShop
 from opskit.common.keys import redact
+from opskit.common.logs import redacting_handler
 from opskit.reports import files as report
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ Fmt = Annotated[
 def _guard(debug: bool) -> Iterator[None]:
     """OpskitError -> one line + exit 3; anything unexpected -> one line + exit 4."""
     if debug:  # opskit's own loggers only: third-party debug logs echo whole responses
-        handler = logging.StreamHandler(sys.stderr)
+        handler = redacting_handler(logging.StreamHandler(sys.stderr))
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger = logging.getLogger("opskit")
         logger.addHandler(handler)
@@ -303,7 +304,7 @@ def _meta(ops: Ops, shops: list[int] | None) -> dict[str, str]:
 
     return {
         "database": safe_url(ops.ctx.db.url),
-        "stripe": ops.ctx.api_base or "api.stripe.com",
+        "stripe": safe_url(ops.ctx.api_base) if ops.ctx.api_base else "api.stripe.com",
         "shops": ", ".join(map(str, shops)) if shops else "all",
     }
 

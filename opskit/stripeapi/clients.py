@@ -23,18 +23,25 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import stripe
 
-from opskit.common.config import STRIPE_API_BASE_ENV, Settings
-from opskit.common.exceptions import StripeCustomerMissing, StripeNotConfigured
+from opskit.common.config import ALLOW_LIVE_KEYS_ELSEWHERE_ENV, STRIPE_API_BASE_ENV, Settings
+from opskit.common.exceptions import (
+    ConfigurationError,
+    StripeCustomerMissing,
+    StripeNotConfigured,
+)
 from opskit.common.keys import classify_secret_key, mask_key
 from opskit.common.models import Shop, as_account, as_shop
+from opskit.common.urls import safe_url
 from opskit.stripeapi.ratelimit import BucketRegistry, key_fingerprint
 from opskit.stripeapi.transport import LimitedRetryingClient, RetryPolicy
 
 __all__ = [
     "StripeCustomerMissing",
+    "check_live_destination",
     "StripeNotConfigured",
     "clear_clients",
     "client_for_shop",
@@ -180,6 +187,7 @@ def client_for_shop(
     """
     key = shop_key(shop)
     base = api_base.rstrip("/") if api_base else None
+    check_live_destination(key, base, shop=shop)
     fingerprint = key_fingerprint(key)
     rate = rate_limit if rate_limit is not None else _default_rate(key)
     bucket = _buckets.get(fingerprint, rate, reset_rate=rate_limit is not None)
@@ -220,6 +228,43 @@ def _policy(
         if value is not None
     }
     return dataclasses.replace(policy, **changes) if changes else policy
+
+
+def _is_stripe(base: str) -> bool:
+    parts = urlsplit(base)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and (host == "stripe.com" or host.endswith(".stripe.com"))
+
+
+def check_live_destination(key: str, base: str | None, *, shop: Any = None) -> None:
+    """Refuse to send a live key anywhere but Stripe itself over TLS.
+
+    ``base`` None is Stripe (``https://api.stripe.com``). A live key with any other
+    base (a sandbox, a proxy, plain ``http://``) raises :class:`ConfigurationError`
+    before a byte is sent, unless ``OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE=1`` says that
+    base is trusted; plain ``http://`` is refused even then, except to this machine
+    (127.0.0.1 / localhost: a local TLS-terminating proxy).
+    """
+    if base is None or classify_secret_key(key).mode != "live" or _is_stripe(base):
+        return
+    parts = urlsplit(base)
+    local = (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+    allowed = os.environ.get(ALLOW_LIVE_KEYS_ELSEWHERE_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+    if allowed and (parts.scheme == "https" or local):
+        return
+    obj = as_shop(shop)
+    who = _describe(obj) if obj is not None else "this shop"
+    why = "over plain http" if parts.scheme != "https" else "to a server that is not Stripe"
+    raise ConfigurationError(
+        f"{who} has a live Stripe key [{mask_key(key)}]; opskit will not send it {why} "
+        f"({safe_url(base)}); nothing was sent",
+        guidance="Unset OPSKIT_STRIPE_API_BASE / stripe_api_base to talk to Stripe itself, "
+        f"or, for a trusted https proxy, set {ALLOW_LIVE_KEYS_ELSEWHERE_ENV}=1.",
+    )
 
 
 def transport_of(client: stripe.StripeClient) -> LimitedRetryingClient | None:
