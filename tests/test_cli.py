@@ -20,7 +20,6 @@ import stripe
 from typer.testing import CliRunner
 
 from opskit.backend.db import create_reference_tables
-from opskit.common.exceptions import UnknownShop
 from opskit.faces.cli import app
 from opskit.sandbox import Sandbox
 from tests.dbutil import insert
@@ -198,10 +197,19 @@ def test_unreachable_database_exits_3(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_debug_shows_the_traceback(backend: Backend) -> None:
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, conn = backend()
     result = run("reconcile", *conn, "--shop", "99", "--debug")
-    assert isinstance(result.exception, UnknownShop)
+    assert result.exit_code == 3  # usage error, as without --debug (not 1, the drift code)
+    assert "Traceback" in result.stderr and "UnknownShop" in result.stderr
+    monkeypatch.setenv("OPSKIT_DEBUG", "1")
+    assert run("reconcile", *conn, "--shop", "99").exit_code == 3
+    assert run("reconcile", *conn, "--no-such-option").exit_code == 3
+    monkeypatch.setattr("opskit.ops.Ops.reconcile", lambda *a, **k: 1 / 0)  # a bug
+    broken = run("reconcile", *conn)
+    assert broken.exit_code == 4 and "ZeroDivisionError" in broken.stderr
 
 
 # -- sync and audit ----------------------------------------------------------------------------

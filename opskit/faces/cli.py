@@ -184,16 +184,16 @@ def _guard(debug: bool) -> Iterator[None]:
         logger.setLevel(logging.DEBUG)
     try:
         yield
-    except KeyboardInterrupt:
-        if debug:
-            raise
+    except KeyboardInterrupt as exc:
+        if debug:  # the traceback, and the same exit code as without --debug
+            _traceback(exc)
         _error("interrupted (Ctrl-C): nothing more was done; a report file is written whole or not")
         raise typer.Exit(INTERRUPTED) from None
     except (typer.Exit, typer.Abort, _ClickException):
         raise
     except OpskitError as exc:
         if debug:
-            raise
+            _traceback(exc)
         guidance = exc.guidance
         if exc.guidance == getattr(type(exc), "default_guidance", None):  # said for Python
             guidance = _CLI_GUIDANCE.get(type(exc), exc.guidance)
@@ -201,12 +201,20 @@ def _guard(debug: bool) -> Iterator[None]:
         raise typer.Exit(report.USAGE_ERROR) from None
     except Exception as exc:
         if debug:
-            raise
+            _traceback(exc)
         _error(
             f"unexpected {type(exc).__name__}: {_first_line(exc)} "
             "— rerun with --debug for the traceback, and please report it"
         )
         raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def _traceback(exc: BaseException) -> None:
+    """The traceback on stderr, secrets masked (``--debug`` / ``OPSKIT_DEBUG=1``); the exit
+    code stays the one the contract gives, so a scheduler reads the same code in debug."""
+    import traceback
+
+    sys.stderr.write(redact("".join(traceback.format_exception(exc))))
 
 
 def _first_line(exc: BaseException) -> str:
