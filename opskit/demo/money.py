@@ -165,7 +165,9 @@ def plant_money(ops: Ops, sandbox: Sandbox, *, seed: int = 15) -> list[PlantedOr
     if rows:
         names = set(table.c.keys())
         with engine.begin() as conn:
-            conn.execute(table.delete())  # a re-seeded world replaces its orders too
+            # A re-seeded world replaces the orders planted here (their ids are fixed),
+            # never the backend's own demo orders.
+            conn.execute(table.delete().where(table.c.id.in_([r["id"] for r in rows])))
             conn.execute(table.insert(), [{k: v for k, v in r.items() if k in names} for r in rows])
     return [p for _, ps in results for p in ps]
 
