@@ -9,6 +9,12 @@ shop-backend's shape if the demo database has none) and moves the payments back
 in time in the sandbox so that automatic payouts have happened. The second shop
 pays out by hand (manual payouts, which Stripe cannot itemize).
 
+The world's own complete orders of that window (``ops.orders()``, when the
+backend has them) are paid too, each a couple of minutes after it was placed
+(guest orders without a customer), so they read ``match``; the accounts that
+placed them are not used for the roles below, so nothing planted competes with
+them.
+
 Planted per shop, as roles: ``match`` (two scored, one exact through
 ``metadata.order_id``), ``amount_mismatch``, ``currency_mismatch`` (a USD payment
 for a EUR order), ``refunded``, ``partially_refunded``, ``disputed`` (Stripe's
@@ -111,17 +117,19 @@ def _cast(table: sa.Table, column: str, value: Any) -> Any:
 
 
 def _pay(
-    client: stripe.StripeClient, customer: str, amount: int, currency: str, card: str,
+    client: stripe.StripeClient, customer: str | None, amount: int, currency: str, card: str,
     metadata: dict[str, str],
 ) -> str:  # fmt: skip
     pm = client.v1.payment_methods.create(
         {"type": "card", "card": {"number": card, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
     )
-    client.v1.payment_methods.attach(pm.id, {"customer": customer})
-    params = {
-        "amount": amount, "currency": currency, "customer": customer, "payment_method": pm.id,
-        "confirm": True, "metadata": metadata,
+    params: dict[str, Any] = {
+        "amount": amount, "currency": currency, "payment_method": pm.id, "confirm": True,
+        "metadata": metadata,
     }  # fmt: skip
+    if customer is not None:  # a guest checkout pays without a customer
+        client.v1.payment_methods.attach(pm.id, {"customer": customer})
+        params["customer"] = customer
     try:
         return client.v1.payment_intents.create(params).id  # type: ignore[arg-type]
     except stripe.CardError as exc:
@@ -129,7 +137,7 @@ def _pay(
         pi = (body.get("error") or {}).get("payment_intent")
         if pi:
             return str(pi["id"])
-        return client.v1.payment_intents.list({"customer": customer, "limit": 1}).data[0].id
+        return client.v1.payment_intents.list({"customer": customer, "limit": 1}).data[0].id  # type: ignore[arg-type]
 
 
 def plant_money(ops: Ops, sandbox: Sandbox, *, seed: int = 15) -> list[PlantedOrder]:
@@ -151,13 +159,20 @@ def plant_money(ops: Ops, sandbox: Sandbox, *, seed: int = 15) -> list[PlantedOr
         if s.key_info.usable and sandbox.pipeline.valid_key(str(s.stripe_secret_key).strip())
     ]
 
+    existing = _existing_orders(ops, start, now)
+
     def one(n: int) -> tuple[list[dict[str, Any]], list[PlantedOrder]]:
         shop = shops[n]
         mine = linked[linked["shop_id"].astype("string") == str(shop.id)]
-        return _plant_shop(
-            sandbox, shop, mine, table, random.Random(seed * 1000 + n), now, start,
-            manual=n + 1 == MANUAL_SHOP, first_order=n * 100,
+        theirs = existing[existing["shop_id"] == str(shop.id)]
+        busy = set(theirs["account_id"].dropna())
+        paid = _pay_existing(sandbox, shop, mine, theirs)
+        rows, planted = _plant_shop(
+            sandbox, shop, mine[~mine["account_id"].astype("string").isin(busy)], table,
+            random.Random(seed * 1000 + n), now, start, manual=n + 1 == MANUAL_SHOP,
+            first_order=n * 100,
         )  # fmt: skip
+        return rows, paid + planted
 
     with ThreadPoolExecutor(max(1, len(shops))) as pool:
         results = list(pool.map(one, range(len(shops))))
@@ -170,6 +185,51 @@ def plant_money(ops: Ops, sandbox: Sandbox, *, seed: int = 15) -> list[PlantedOr
             conn.execute(table.delete().where(table.c.id.in_([r["id"] for r in rows])))
             conn.execute(table.insert(), [{k: v for k, v in r.items() if k in names} for r in rows])
     return [p for _, ps in results for p in ps]
+
+
+def _existing_orders(ops: Ops, start: datetime, now: datetime) -> Any:
+    """The world's own complete orders of the planting window (empty without ``ops.orders``)."""
+    import pandas as pd
+
+    loader = getattr(ops, "orders", None)
+    cols = ["order_id", "shop_id", "account_id", "amount", "created_at"]
+    if loader is None:
+        return pd.DataFrame(columns=cols).astype("string")
+    orders = loader()
+    when = orders["created_at"]
+    keep = (orders["status"].astype("string") == "complete").fillna(False)
+    keep &= (when >= pd.Timestamp(start)) & (when <= pd.Timestamp(now))
+    out = orders.loc[keep, cols].copy()
+    out["shop_id"] = out["shop_id"].astype("string")
+    out["account_id"] = out["account_id"].astype("string")
+    return out
+
+
+def _pay_existing(sandbox: Sandbox, shop: Any, linked: Any, orders: Any) -> list[PlantedOrder]:
+    """Pay the world's own orders of the window, so they read ``match`` (guests: no customer)."""
+    if not len(orders):
+        return []
+    key = str(shop.stripe_secret_key).strip()
+    client = client_for_shop(shop, api_base=sandbox.url, rate_limit=500.0)
+    customer_of = dict(
+        zip(linked["account_id"].astype("string"), linked["stripe_customer_id"], strict=True)
+    )
+    out: list[PlantedOrder] = []
+    for order_id, account, amount, created in zip(
+        orders["order_id"], orders["account_id"], orders["amount"], orders["created_at"],
+        strict=True,
+    ):  # fmt: skip
+        customer = customer_of.get(account) if isinstance(account, str) else None
+        if isinstance(account, str) and customer is None:
+            continue  # an account with no customer: the backend could not have charged it
+        try:
+            pi = _pay(client, customer, int(amount), "eur", OK_CARD, {})
+        except stripe.StripeError:
+            continue  # a dangling link (deleted or another shop's customer)
+        at = int(created.timestamp()) + 120
+        sandbox.with_store(key, lambda st, p=pi, t=at: sandbox_money.backdate(st, p, t))
+        out.append(PlantedOrder(str(shop.id), "world_order", str(order_id), pi))
+    return out
 
 
 def _plant_shop(
