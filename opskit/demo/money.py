@@ -9,8 +9,8 @@ shop-backend's shape if the demo database has none) and moves the payments back
 in time in the sandbox so that automatic payouts have happened. The second shop
 pays out by hand (manual payouts, which Stripe cannot itemize).
 
-The world's own complete orders of that window (``ops.orders()``, when the
-backend has them) are paid too, each a couple of minutes after it was placed
+The world's own complete orders of the last two months (``ops.orders()``, when
+the backend has them) are paid too, each a couple of minutes after it was placed
 (guest orders without a customer), so they read ``match``; the accounts that
 placed them are not used for the roles below, so nothing planted competes with
 them.
@@ -47,6 +47,7 @@ __all__ = ["ROLES", "PlantedOrder", "plant_money"]
 OK_CARD = "4242424242424242"
 DECLINE_CARD = "4000000000000341"
 DISPUTE_CARD = "4000000000000259"
+PAY_WORLD_DAYS = 62  # the world's own complete orders this far back are paid
 MANUAL_SHOP = 2  # the second usable shop pays out by hand
 
 # role -> (order amount in cents, paid amount, payment currency, card)
@@ -159,7 +160,7 @@ def plant_money(ops: Ops, sandbox: Sandbox, *, seed: int = 15) -> list[PlantedOr
         if s.key_info.usable and sandbox.pipeline.valid_key(str(s.stripe_secret_key).strip())
     ]
 
-    existing = _existing_orders(ops, start, now)
+    existing = _existing_orders(ops, now - timedelta(days=PAY_WORLD_DAYS), now)
 
     def one(n: int) -> tuple[list[dict[str, Any]], list[PlantedOrder]]:
         shop = shops[n]
@@ -249,6 +250,8 @@ def _plant_shop(
     planted: list[PlantedOrder] = []
     rows: list[dict[str, Any]] = []
     customers: list[tuple[str, str]] = []
+    once = mine["stripe_customer_id"].map(mine["stripe_customer_id"].value_counts()) == 1
+    mine = mine[once]  # a customer two accounts link would pay the other account's orders
     for acc, cus in zip(mine["account_id"], mine["stripe_customer_id"], strict=True):
         try:
             live = client.v1.customers.retrieve(str(cus))
