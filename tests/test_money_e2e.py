@@ -362,6 +362,13 @@ def test_cli_money_writes_one_sheet_per_report_and_html_sections(
                     "report-daily-overview", "paid_no_order"):  # fmt: skip
         assert section in page
     assert not any(k in page for k in world.keys.values())
+    both = tmp_path / "all.html"
+    month = pd.Timestamp(world.t0, unit="s").strftime("%Y-%m")
+    res = CliRunner().invoke(app, ["reconcile", "--money-period", month, "--out", str(both),
+                                   *base[3:]])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    page = both.read_text()
+    assert "report-customers" in page and "report-payments" in page and "report-payouts" in page
     bad = CliRunner().invoke(app, ["money", "--period", "November", "--database-url",
                                    world.ops.ctx.db.url])  # fmt: skip
     assert bad.exit_code == 3 and "period" in bad.output

@@ -449,6 +449,14 @@ def reconcile(
     executor: ExecutorOpt = "threads",
     quiet: Quiet = False,
     debug: Debug = False,
+    money_period: Annotated[
+        str | None,
+        typer.Option(
+            "--money-period",
+            help="Add the money sections of this period (2026-11): payments, payouts, "
+            "payout report, daily overview (see `opskit money`).",
+        ),
+    ] = None,
 ) -> None:
     """Compare every shop's accounts with its own Stripe account; optionally write a report.
 
@@ -468,12 +476,13 @@ def reconcile(
             reports = report.run_reports(
                 ops, which, shops, executor=pool, progress=_show_progress(quiet)
             )
+            money = _cli_money.money_sections(ops, money_period, shops, pool, quiet)
         written = (
-            report.write_report(reports, out, resolved, meta=_meta(ops, shops))
+            report.write_report({**reports, **money}, out, resolved, meta=_meta(ops, shops))
             if out is not None
             else []
         )
-        code = report.outcome(reports)
+        code = max(report.outcome(reports), _cli_money.money_code(money))
         console = _console(quiet)
         _print_reports(console, reports, findings=out is None)
         for path in written:

@@ -32,9 +32,35 @@ from opskit.faces.cli import (
     _guard,
     _meta,
     _prepare_out,
+    _show_progress,
     _summary_table,
     app,
 )
+
+MONEY_NAMES = (
+    "payments", "payouts", "payout_report", "daily_overview", "daily_by_currency", "ledger",
+)  # fmt: skip
+
+
+def money_sections(
+    ops: Any, period: str | None, shops: Any, executor: Any, quiet: bool
+) -> dict[str, Any]:
+    """The money frames of ``period`` as report sections (``reconcile --money-period``)."""
+    if period is None:
+        return {}
+    from opskit.ops_money import period_bounds
+    from opskit.reports.money import for_files, run_money
+
+    period_bounds(period)  # a bad period is a usage error, before any request
+    frames = run_money(ops, period, shops, executor=executor, progress=_show_progress(quiet))
+    return for_files(frames)
+
+
+def money_code(sections: dict[str, Any]) -> int:
+    """The exit code the money sections stand for (0 when there are none)."""
+    from opskit.reports.money import money_outcome
+
+    return money_outcome(sections) if sections else 0
 
 
 @app.command()
@@ -77,13 +103,14 @@ def money(
             )
         period_bounds(period, since, until)  # a bad period fails before any request
         parse_executor(executor)
-        resolved = _prepare_out(out, fmt)
+        resolved = _prepare_out(out, fmt, MONEY_NAMES)
         ops = _connect(database_url, stripe_api_base)
         shops = _check_shops(ops, shop)
         with executor_for(executor, timeout=_dask_timeout()) as pool:
             frames = run_money(
-                ops, period, shops, since=since, until=until, executor=pool, progress=not quiet
-            )
+                ops, period, shops, since=since, until=until, executor=pool,
+                progress=_show_progress(quiet),
+            )  # fmt: skip
         meta = {**_meta(ops, shops), "period": period or f"{since} .. {until or 'now'}"}
         written = write_money(frames, out, resolved, meta=meta) if out is not None else []
         code = money_outcome(frames)

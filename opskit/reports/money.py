@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from opskit.ops import Ops
 
-__all__ = ["MONEY_HELP", "money_chart", "money_outcome", "run_money", "write_money"]
+__all__ = ["MONEY_HELP", "for_files", "money_chart", "money_outcome", "run_money", "write_money"]
 
 MONEY_HELP = {s: files.STATUS_HELP[s] for s in PAYMENT_STATUSES}
 
@@ -67,7 +67,8 @@ def money_outcome(frames: Mapping[str, pd.DataFrame]) -> int:
     return code
 
 
-def _for_files(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def for_files(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The frames as report sections: a payout's ``status`` is named ``payout_status``."""
     out = {}
     for name, df in frames.items():
         out[name] = df.rename(columns={"status": "payout_status"}) if name != "payments" else df
@@ -82,7 +83,7 @@ def write_money(
     meta: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Write the money frames (see :func:`opskit.reports.files.write_report` for formats)."""
-    return files.write_report(_for_files(frames), path, fmt, title="opskit money report", meta=meta)
+    return files.write_report(for_files(frames), path, fmt, title="opskit money report", meta=meta)
 
 
 def money_chart(daily: pd.DataFrame, shop_id: str, *, title: str | None = None) -> Figure:
