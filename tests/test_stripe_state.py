@@ -121,6 +121,13 @@ def world(sandbox: Sandbox, tmp_path: Path) -> Iterator[World]:
     ops.ctx.db.engine.dispose()
 
 
+def _set_details(world: World, account_id: int, details: dict[str, Any]) -> None:
+    t = world.ops.ctx.db.accounts_table
+    value: Any = details if isinstance(t.c.details.type, sa.JSON) else json.dumps(details)
+    with world.ops.ctx.db.engine.begin() as conn:
+        conn.execute(t.update().where(t.c.id == account_id).values(details=value))
+
+
 # -- the double-billing guard asks Stripe ------------------------------------------------------
 
 
@@ -153,6 +160,12 @@ def test_ended_subscriptions_do_not_block_and_a_repeat_is_a_noop(world: World) -
     again = world.ops.create_subscription(3, "price_base", actor="test", **TRIAL)
     assert again["id"] == sub["id"]  # the very same call: returned, not refused, not doubled
     assert len([s for s in world.subs(world.cus["ended"]) if s["status"] == "trialing"]) == 1
+    # the local step lost (a crash after Stripe answered): the same call records it now
+    _set_details(world, 3, {"stripe_customer_id": world.cus["ended"]})
+    posts = world.posts("/v1/subscriptions")
+    third = world.ops.create_subscription(3, "price_base", actor="test", **TRIAL)
+    assert third["id"] == sub["id"] and world.posts("/v1/subscriptions") == posts
+    assert world.details(3)["stripe_subscription_id"] == sub["id"]
     fresh = world.ops.create_subscription(5, "price_base", actor="test", **TRIAL)
     assert fresh["customer"] == world.cus["fresh"]
 

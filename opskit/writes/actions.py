@@ -769,8 +769,19 @@ def create_subscription(
         if subscription_status.is_live_one(s)
     ]
     for current in live:
-        if _made_by(current) == call:
+        if _made_by(current) == call:  # this very call made it: done, and recorded here
             write.record("ok", result=current["id"], params={**key_params, "already_done": True})
+            if recorded != current["id"]:  # its local step had failed: complete it now
+                write.store_details(
+                    aid,
+                    {
+                        "stripe_subscription_id": current["id"],
+                        "subscription_status": str(current.get("status")),
+                        "stripe_price_id": _price_of(current) or params["price"],
+                    },
+                    expect={"stripe_subscription_id": recorded, "stripe_customer_id": customer},
+                    stripe_id=current["id"],
+                )
             return current
     if live and not force:
         listed = ", ".join(f"{s['id']} ({s.get('status')})" for s in live)
