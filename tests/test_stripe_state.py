@@ -210,7 +210,10 @@ def test_cancel_of_an_other_mode_subscription_says_where_it_is(world: World) -> 
     assert LIVE_SAYS in info.value.message
 
 
-def test_the_reverse_a_live_key_and_a_test_mode_customer(tmp_path: Path) -> None:
+def test_the_reverse_a_live_key_and_a_test_mode_customer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE", "1")  # a live key to the sandbox
     live = "sk_live_" + make_key("rev").removeprefix("sk_test_")
     with Sandbox(keys=[live]) as sb:
         (cid,) = sb.seed_other_mode(live, "customers", [{"email": "t@x.io"}])
