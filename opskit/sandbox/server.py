@@ -282,11 +282,14 @@ class Sandbox(EventsControl):
           recurring={"interval": "month"} (or interval=...; omit for one-time),
           product (an existing product id; else one is created), nickname,
           metadata, active, lookup_key. ``id`` must start with a letter.
-        - subscriptions: customer (required, existing), price (required, an
-          existing price/plan id; or items=[{"price": ...}]), status
-          (default "active"; "canceled" is listed only with status="all"),
-          quantity, metadata, start_date (default: created), trial_end,
-          cancel_at_period_end, canceled_at, default_payment_method.
+        - subscriptions: customer (required, existing), price (an existing
+          price/plan id) or items=[{"price": ..., "quantity": ...}, ...] (several
+          allowed), status (default "active"; "canceled" is listed only with
+          status="all"), quantity, metadata, start_date (default: created),
+          current_period_start / current_period_end (on every item; default one
+          interval from start_date), trial_end, cancel_at_period_end, cancel_at,
+          canceled_at, default_payment_method. On a customer with a test clock,
+          the subscription is on that clock too.
         - payment_intents: amount, currency, customer, description, metadata, status.
         - payment_methods: card={number, exp_month, exp_year, cvc}, customer.
         """

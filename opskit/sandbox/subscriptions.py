@@ -288,7 +288,7 @@ class Subscription(ls.Subscription):
     intents call back into it when the first invoice is paid or fails.
     """
 
-    def __init__(self) -> None:  # noqa: D107 - see build()
+    def __init__(self) -> None:  # fields are set by build()
         ls.StripeObject.__init__(self)
 
     # localstripe's invoices read the period from the subscription.
