@@ -278,6 +278,6 @@ def test_dask_worker_processes_keep_every_key_under_its_rate(sandbox: Sandbox) -
         )
     assert len(result.frame) == sum(sizes[str(s.stripe_secret_key)] for s in shops)
     _check_rates(sandbox, shops, result)
-    assert len(recorder.payloads) == len(shops) - 1  # the two shops of one key: one task
+    assert 1 < len(recorder.payloads) < len(shops)  # a few keys per task
     for payload in recorder.payloads:
         assert not any(k.encode() in payload for k in sizes)

@@ -46,6 +46,7 @@ retrieves (see :func:`opskit.stripeapi.paging.request_bound`).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -86,6 +87,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_CROSS_SHOP_RETRIEVES = 500  # per run: lookups of ids found in no shop of the run
+TASK_KEYS = 8  # Stripe keys per task on an executor given by the caller (e.g. dask)
 
 StripeDict = dict[str, Any]
 
@@ -243,8 +245,17 @@ def run_shop_job(job: ShopJob) -> ShopOutcome:
 
 
 def run_shop_jobs(jobs: tuple[ShopJob, ...]) -> list[ShopOutcome]:
-    """:func:`run_shop_job` for each job, one after the other (the shops of one key)."""
-    return [run_shop_job(job) for job in jobs]
+    """:func:`run_shop_job` for each job: one key's shops one after the other, keys in parallel.
+
+    One task of a process-based executor carries several keys (see ``TASK_KEYS``), so
+    that a fleet of small shops is not a fleet of scheduler round trips.
+    """
+    groups = _by_key(list(jobs))
+    if len(groups) == 1:
+        return [run_shop_job(job) for job in groups[0]]
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="opskit-task") as pool:
+        results = pool.map(lambda group: [run_shop_job(job) for job in group], groups)
+        return [outcome for group in results for outcome in group]
 
 
 # -- many shops ------------------------------------------------------------------------------
@@ -264,13 +275,21 @@ def _run_jobs(
     pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-shop")
     outcomes: list[ShopOutcome] = []
     pending: dict[Future[list[ShopOutcome]], tuple[ShopJob, ...]] = {}
-    queue = iter(_by_key(jobs))
+    groups = _by_key(jobs)
+    # Our own threads: one key per task. Another executor (e.g. dask): a few keys per
+    # task (run in parallel inside it), all of one key's shops always in the same
+    # task, and as many tasks in flight as keep about ``limit`` shops in flight.
+    per_task = 1 if own else max(1, min(TASK_KEYS, limit))
+    limit = max(1, limit // per_task)
+    batches = [
+        tuple(job for group in groups[i : i + per_task] for job in group)
+        for i in range(0, len(groups), per_task)
+    ]
+    queue = collections.deque(batches)
 
     def fill() -> None:
-        while len(pending) < limit:
-            batch = next(queue, None)
-            if batch is None:
-                return
+        while len(pending) < limit and queue:
+            batch = queue.popleft()
             pending[pool.submit(run_shop_jobs, batch)] = batch
 
     try:
@@ -283,6 +302,10 @@ def _run_jobs(
                     try:
                         results = fut.result()
                     except Exception as exc:  # noqa: BLE001 - e.g. a dead worker: these shops only
+                        keys = _by_key(list(batch))
+                        if len(keys) > 1:  # run each key on its own, so only its shops fail
+                            queue.extendleft(reversed(keys))
+                            continue
                         error = describe_error(exc)
                         results = [ShopOutcome(job.shop_id, error=error) for job in batch]
                     outcomes.extend(results)
