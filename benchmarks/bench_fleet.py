@@ -452,7 +452,7 @@ def bench_dask(sb: RemoteSandbox, keys: list[str], per_shop: int, workers: int) 
         time.sleep(1.0)
         with Meter() as m:
             result = fetch.fetch_customers(
-                _ctx(sb.url, max_shop_workers=2 * workers), shop_list,
+                _ctx(sb.url, max_shop_workers=4 * workers), shop_list,
                 executor=client.get_executor(), progress=False,
             )  # fmt: skip
     assert not result.errors, list(result.errors.items())[:3]

@@ -86,7 +86,7 @@ __all__ = [
 
 PAGE_SIZE = 100  # Stripe's maximum page size
 DEFAULT_WINDOW_WORKERS = 8  # requests in flight per shop, at most
-WINDOW_SLACK = 12  # windows a listing may open beyond one per ten proven pages
+WINDOW_SLACK = 16  # windows a listing may open beyond one per ten proven pages
 MIN_SPLIT_PAGES = 2  # a window is split only when it still expects this many pages
 STRIPE_EPOCH = 1_293_840_000  # 2011-01-01 UTC: no Stripe object is older (places cuts only)
 
