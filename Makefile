@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_reconcile.py
 	$(BIN)/python benchmarks/bench_money.py
+	$(BIN)/python benchmarks/bench_fleet.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
