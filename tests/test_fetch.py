@@ -291,11 +291,18 @@ def test_exhausted_retries_become_an_error_while_others_succeed(sandbox: Sandbox
 
 
 def test_progress_false_prints_nothing(
-    sandbox: Sandbox, fresh_key: str, capfd: pytest.CaptureFixture[str]
+    sandbox: Sandbox,
+    fresh_key: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seed_customers(sandbox, fresh_key, [T0])
     fetch.fetch_customers(ctx_for(sandbox.url), [shop(1, fresh_key)], progress=False)
     assert capfd.readouterr() == ("", "")
+    # A bar is drawn only at a terminal (opskit.common.progress): make stderr one.
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     fetch.fetch_customers(ctx_for(sandbox.url), [shop(1, fresh_key)], progress=True)
     out, err = capfd.readouterr()
     assert out == "" and "1/1" in err
