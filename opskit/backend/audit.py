@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,7 @@ _MAX_ERROR = 500
 
 # One created-and-checked Table per engine (fresh databases in tests get their own).
 _tables: weakref.WeakKeyDictionary[sa.Engine, sa.Table] = weakref.WeakKeyDictionary()
+_create_lock = threading.Lock()
 
 
 def audit_table(name: str = "opskit_audit") -> sa.Table:
@@ -130,13 +132,25 @@ def check_table_name(engine: sa.Engine, name: str) -> None:
 def ensure_table(db: Database) -> sa.Table:
     """The audit table of ``db``, created if missing (in a transaction of its own)."""
     table = _tables.get(db.engine)
-    if table is None:
-        check_table_name(db.engine, db.schema.audit_table)
-        table = audit_table(db.schema.audit_table)
-        with db.engine.begin() as conn:
-            table.metadata.create_all(conn, checkfirst=True)
-            _add_intent_columns(conn, table)
-        _tables[db.engine] = table
+    if table is not None:
+        return table
+    with _create_lock:  # threads of this process create it once
+        table = _tables.get(db.engine)
+        if table is None:
+            check_table_name(db.engine, db.schema.audit_table)
+            table = audit_table(db.schema.audit_table)
+            for attempt in range(3):
+                try:
+                    with db.engine.begin() as conn:
+                        table.metadata.create_all(conn, checkfirst=True)
+                        _add_intent_columns(conn, table)
+                    break
+                except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                    # Another process created it between the check and the CREATE
+                    # (PostgreSQL: duplicate pg_type / pg_class row): look again.
+                    if attempt == 2:
+                        raise
+            _tables[db.engine] = table
     return table
 
 

@@ -387,6 +387,20 @@ def shop_choices(shops: pd.DataFrame) -> list[tuple[str, int]]:
     return out
 
 
+def live_now(ops: Any, shop_id: Any) -> bool:
+    """Whether the shop's key is live *now* (read from the database at this moment).
+
+    Panels ask this when they put a write to the user, and pass the answer as the
+    write's ``confirm``: a key that turned live after the question was put is
+    refused by the write's own guard (which reads the key it writes with), never
+    confirmed by an ordinary "Confirm".
+    """
+    if shop_id is None:
+        return False
+    shops = ops.shops([shop_id])
+    return bool(len(shops)) and bool((shops["mode"] == "live").any())
+
+
 def live_names(shops: pd.DataFrame, ids: list[int] | tuple[int, ...]) -> list[str]:
     """Names of the shops among ``ids`` that carry a live key."""
     mine = shops[shops["shop_id"].isin(list(ids)) & shops["mode"].eq("live")]

@@ -23,6 +23,7 @@ from opskit.faces.widgets._common import (
     guarded,
     heading,
     live_names,
+    live_now,
     no_account_found,
     set_options,
 )
@@ -192,19 +193,24 @@ class PaymentPanel(w.VBox):
                 return
             label = self.account.label or str(self.account.value)
             self.message.clear()
+            live = live_now(self.ops, self.shop.value)  # decided now, confirmed as asked
             self.confirm.ask(
                 f"Create a PaymentIntent of {format_money(amount, currency)} "
                 f"({amount} minor units) for {label} in shop {self.shop.label}?",
-                guarded(self.message, self.create_button)(self.create),
-                live=self.live_badge.live,
+                guarded(self.message, self.create_button)(lambda: self.create(confirmed_live=live)),
+                live=live,
                 yes="Create PaymentIntent",
                 no="Don't create",
             )
 
         guarded(self.message)(ask)()
 
-    def create(self) -> None:
-        """Create it (called by the confirmation step) and show the result."""
+    def create(self, *, confirmed_live: bool = False) -> None:
+        """Create it (called by the confirmation step) and show the result.
+
+        ``confirmed_live``: the user confirmed a LIVE write; otherwise a key that is
+        live when the write is made is refused by the write's guard.
+        """
         from opskit.core.money import format_money
 
         amount, currency = self.money()
@@ -214,7 +220,7 @@ class PaymentPanel(w.VBox):
             currency,
             description=self.description.value.strip() or None,
             actor=self.actor.value,
-            confirm=True,
+            confirm=confirmed_live,
             nonce=self._nonce,
         )
         replay = self.last_result is not None and self.last_result.get("id") == intent.get("id")
@@ -254,19 +260,22 @@ class PaymentPanel(w.VBox):
         label = self.account.label or str(self.account.value)
         account_id = self.account.value
         self.message.clear()
+        live = live_now(self.ops, self.shop.value)
         self.confirm.ask(
             f"Create a Stripe customer for {label} in shop {self.shop.label} and link it?",
             guarded(self.message, self.customer_button, self.create_button)(
-                lambda: self.create_customer(account_id)
+                lambda: self.create_customer(account_id, confirmed_live=live)
             ),
-            live=self.live_badge.live,
+            live=live,
             yes="Create customer",
             no="Don't create",
         )
 
-    def create_customer(self, account_id: Any) -> None:
+    def create_customer(self, account_id: Any, *, confirmed_live: bool = False) -> None:
         """Create and link the account's Stripe customer (called by the confirmation)."""
-        customer = self.ops.create_customer(account_id, actor=self.actor.value, confirm=True)
+        customer = self.ops.create_customer(
+            account_id, actor=self.actor.value, confirm=confirmed_live
+        )
         self._accounts = self.ops.accounts([self.shop.value])
         self._filter_accounts()
         if account_id in [v for _, v in self.account.options]:

@@ -19,6 +19,7 @@ from opskit.faces.widgets._common import (
     guarded,
     heading,
     live_names,
+    live_now,
     no_account_found,
     set_options,
 )
@@ -265,23 +266,26 @@ class SubscriptionPanel(w.VBox):
             return
         when = "at the end of its current period" if at_period_end else "NOW (no further billing)"
         self.message.clear()
+        live = live_now(self.ops, self.shop.value)  # decided now, confirmed as asked
         self.confirm.ask(
             f"Cancel subscription {sid} of {self.account.label} in shop {self.shop.label} {when}?",
             guarded(self.message, *self._writes(), log_out=self.log_output)(
-                lambda: self.cancel(sid, at_period_end=at_period_end)
+                lambda: self.cancel(sid, at_period_end=at_period_end, confirmed_live=live)
             ),
-            live=self.live_badge.live,
+            live=live,
             yes="Cancel subscription" if at_period_end else "Cancel subscription now",
             no="Keep it",
         )
 
-    def cancel(self, subscription_id: str, *, at_period_end: bool) -> None:
+    def cancel(
+        self, subscription_id: str, *, at_period_end: bool, confirmed_live: bool = False
+    ) -> None:
         sub = self.ops.cancel_subscription(
             subscription_id,
             shop_id=int(self.shop.value),
             at_period_end=at_period_end,
             actor=self.actor.value,
-            confirm=True,
+            confirm=confirmed_live,
         )
         self.last_result = sub
         self._reload()
@@ -319,19 +323,24 @@ class SubscriptionPanel(w.VBox):
             return
         account_id = self.account.value
         self.message.clear()
+        live = live_now(self.ops, self.shop.value)
         self.confirm.ask(
             f"Subscribe {self.account.label} to {self.price.label} in shop {self.shop.label}?",
             guarded(self.message, *self._writes(), log_out=self.log_output)(
-                lambda: self.create(account_id, str(price))
+                lambda: self.create(account_id, str(price), confirmed_live=live)
             ),
-            live=self.live_badge.live,
+            live=live,
             yes="Create subscription",
             no="Don't create",
         )
 
-    def create(self, account_id: Any, price_id: str) -> None:
+    def create(self, account_id: Any, price_id: str, *, confirmed_live: bool = False) -> None:
         sub = self.ops.create_subscription(
-            account_id, price_id, actor=self.actor.value, confirm=True, force=self.force.value
+            account_id,
+            price_id,
+            actor=self.actor.value,
+            confirm=confirmed_live,
+            force=self.force.value,
         )
         self.last_result = sub
         self._reload()
