@@ -3,7 +3,6 @@ never written with by an ordinary (non-LIVE) "Confirm"."""
 
 from __future__ import annotations
 
-
 import opskit
 from opskit.faces import widgets
 from opskit.sandbox import Sandbox
