@@ -97,7 +97,28 @@ SHOTS: dict[str, tuple[str, str, Callable[[Any], None]]] = {
 }
 
 
+def report_shot() -> None:
+    """docs/report.png: the HTML report of the demo (amounts, dashboard links), in chromium."""
+    import os
+
+    from opskit.reports.files import write_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["OPSKIT_DATA_DIR"] = tmp
+        with demo.start(world="screenshots") as session:
+            reports = session.ops.reconcile(progress=False)
+            (path,) = write_report(reports, Path(tmp) / "report.html", meta={"database": "demo"})
+        with browser_page(viewport=(1300, 1500)) as page:
+            page.goto(path.as_uri())
+            page.select_option("#filter-subscriptions", "multiple_active")
+            page.locator("#report-subscriptions").scroll_into_view_if_needed()
+            page.screenshot(path=str(DOCS / "report.png"), full_page=False)
+    print("saved", DOCS / "report.png")
+
+
 def main(names: list[str]) -> None:
+    if not names or "report.png" in names:
+        report_shot()
     for name, (notebook, selector, drive) in SHOTS.items():
         if names and name not in names:
             continue

@@ -554,6 +554,7 @@ table{border-collapse:collapse;font-size:13px}
 th,td{border-bottom:1px solid #e4e7eb;padding:4px 8px;text-align:left;white-space:nowrap}
 th{background:#f0f4f8;position:sticky;top:0}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+div.wrap{white-space:normal;width:360px}
 td.zero{color:#bcccdc}
 td.hot{background:#fff4e5;font-weight:600}
 td.err{background:#fde8e8;font-weight:600}
@@ -675,6 +676,7 @@ def _html_section(name: str, df: pd.DataFrame, summary: pd.DataFrame | None) -> 
             f'id="filter-{slug}" data-table="{table_id}" data-count="count-{slug}">{opts}'
             f'</select></label> <span id="count-{slug}"></span></div>'
         )
+    df = _view_order(df)
     out.append(f'<div class="scroll"><table class="findings" id="{table_id}"><thead><tr>')
     out.append("".join(f"<th>{_esc(c)}</th>" for c in df.columns) + "</tr></thead><tbody>")
     columns = list(df.columns)
@@ -693,6 +695,8 @@ def _html_section(name: str, df: pd.DataFrame, summary: pd.DataFrame | None) -> 
                     f'<td><a href="{_esc(v)}" target="_blank" rel="noopener noreferrer">'
                     "open in Stripe</a></td>"
                 )
+            elif col in _WRAPPED:
+                cells.append(f'<td><div class="wrap">{_esc(v)}</div></td>')
             elif col in money and money[col][n]:
                 cells.append(
                     f'<td class="num" title="{_esc(v)} minor units">{_esc(money[col][n])}</td>'
@@ -702,6 +706,30 @@ def _html_section(name: str, df: pd.DataFrame, summary: pd.DataFrame | None) -> 
         rows.append(f"<tr{attr}>{''.join(cells)}</tr>")
     out.append("".join(rows) + "</tbody></table></div></section>")
     return "\n".join(out)
+
+
+# What a reader needs beside a finding's status, so it is on screen without scrolling.
+_BESIDE_STATUS = (
+    "unit_amount",
+    "currency",
+    "interval",
+    "current_period_end_at",
+    "dashboard_url",
+    "detail",
+    "suggested_action",
+)
+_WRAPPED = ("detail", "suggested_action")  # prose: wrapped, so the row stays readable
+
+
+def _view_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns as the HTML view shows them: the reason, money and link right after status."""
+    cols = list(df.columns)
+    if "status" not in cols:
+        return df
+    beside = [c for c in _BESIDE_STATUS if c in cols]
+    rest = [c for c in cols if c not in beside]
+    at = rest.index("status") + 1
+    return df[rest[:at] + beside + rest[at:]]
 
 
 def _summary_table(summary: pd.DataFrame, slug: str) -> str:

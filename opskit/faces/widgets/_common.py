@@ -483,8 +483,13 @@ def no_account_found(
 
 _TABLE_CSS = (
     ".opskit-table th,.opskit-table td{padding:2px 8px;text-align:left;white-space:nowrap;"
-    "border-bottom:1px solid #e4e7eb}"
+    "border-bottom:1px solid #e4e7eb;vertical-align:top}"
+    ".opskit-table td.wrap{white-space:normal;min-width:220px;max-width:420px}"
 )
+# Prose columns wrap, so the reason stays beside the row instead of pushing the rest
+# of the table (and the page) off to the right.
+_WRAP = ("why", "to do", "detail", "suggested_action", "reason")
+_WRAP_ATTR = ' class="wrap"'
 
 
 _LINK_PREFIX = "https://dashboard.stripe.com/"
@@ -510,7 +515,10 @@ def frame_html(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, css_class: s
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
     body = []
     for rec in df.head(max_rows).itertuples(index=False, name=None):
-        cells = "".join(f"<td>{_cell_html(c, v)}</td>" for c, v in zip(cols, rec, strict=True))
+        cells = "".join(
+            f"<td{_WRAP_ATTR if c in _WRAP else ''}>{_cell_html(c, v)}</td>"
+            for c, v in zip(cols, rec, strict=True)
+        )
         body.append(f"<tr>{cells}</tr>")
     note = ""
     if len(df) > max_rows:
@@ -519,7 +527,8 @@ def frame_html(df: pd.DataFrame, *, max_rows: int = MAX_TABLE_ROWS, css_class: s
         note = "<p><i>no rows</i></p>"
     return (
         f"<style>{_TABLE_CSS}</style>"
-        f'<div class="opskit-table {css_class}" style="max-height:420px;overflow:auto">'
+        f'<div class="opskit-table {css_class}" '
+        'style="max-height:420px;max-width:100%;overflow:auto">'
         '<table style="border-collapse:collapse;font-size:12px">'
         f'<thead style="position:sticky;top:0;background:#f0f4f8"><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>{note}"
