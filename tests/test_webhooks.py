@@ -233,3 +233,21 @@ def test_a_failed_delivery_is_kept_and_replayed_later(setup) -> None:
     assert _outcomes(ops) == ["processed"]
     assert webhooks.replay(ops).empty  # nothing left to replay
     _assert_same_reports(ops)
+
+
+def test_receive_and_process_serve_any_web_framework(setup) -> None:
+    """What a FastAPI route in the backend would call: receive, answer, then process."""
+    world, ops, _ = setup
+    cid = world.customers[1][0]
+    world.clients[1].v1.customers.update(cid, params={"name": "framework"})
+    event = next(e for e in world.sb.events(world.keys[1]) if e["type"] == "customer.updated")
+    body = json.dumps(event).encode()
+    delivery = webhooks.receive(ops, "1", body, _sign(body, SECRET1))
+    assert (delivery.status, delivery.body) == (200, {"received": True})
+    assert _outcomes(ops) == ["accepted"]  # stored before anything is applied
+    webhooks.process(ops, delivery)
+    assert _outcomes(ops) == ["processed"]
+    again = webhooks.receive(ops, "1", body, _sign(body, SECRET1))  # Stripe retried it
+    webhooks.process(ops, again)
+    assert sorted(_outcomes(ops)) == ["duplicate", "processed"]
+    _assert_same_reports(ops)

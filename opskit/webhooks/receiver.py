@@ -31,6 +31,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -45,7 +46,15 @@ from opskit.writes.refresh import process_event
 if TYPE_CHECKING:
     from opskit.ops import Ops
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_TOLERANCE", "make_app", "serve"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "DEFAULT_TOLERANCE",
+    "Delivery",
+    "make_app",
+    "process",
+    "receive",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +82,83 @@ def _shop(ops: Ops, shop_id: str) -> Shop | None:
     return None
 
 
-def _json(status: int, **body: Any) -> web.Response:
-    return web.json_response(body, status=status)
+@dataclass
+class Delivery:
+    """What the receiver answers for one delivery, and what is left to process."""
+
+    status: int  # 200 accepted, 400 rejected, 404 unknown shop
+    body: dict[str, Any]  # the JSON answer (never holds a secret)
+    delivery_id: int  # its row in opskit_webhook_deliveries
+    shop: Shop | None = field(default=None, repr=False)
+    event: dict[str, Any] | None = field(default=None, repr=False)  # None when rejected
+
+
+def receive(
+    ops: Ops,
+    shop_id: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    path: str | None = None,
+    tolerance: int = DEFAULT_TOLERANCE,
+) -> Delivery:
+    """Check and store one delivery (steps 1-3 of the module docstring); blocking I/O.
+
+    For any web framework: answer ``delivery.status`` with ``delivery.body`` at
+    once, then call :func:`process` (e.g. as a background task).
+    """
+    state = state_for(ops.ctx.db)
+    sid = canonical_id(shop_id)
+    shop = _shop(ops, sid)
+    event: dict[str, Any] | None = None
+    if shop is None:
+        status, outcome, reason = 404, "rejected", "unknown shop"
+    else:
+        signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+        try:
+            event = verify_delivery(body, signature, state.signing_secrets(sid), tolerance)
+            status, outcome, reason = 200, "accepted", None
+        except DeliveryRejected as exc:
+            status, outcome, reason = 400, "rejected", str(exc)
+    delivery_id = state.record_delivery(
+        shop_id=sid if shop is not None else None,
+        path=path or f"{DEFAULT_PREFIX}/{sid}",
+        headers=dict(headers),
+        body=body,
+        outcome=outcome,
+        status_code=status,
+        reason=reason,
+        event_id=str(event["id"]) if event else None,
+        event_type=str(event.get("type")) if event else None,
+    )
+    if event is None:
+        log.info("opskit webhooks: delivery %s rejected (%s)", delivery_id, reason)
+        return Delivery(status, {"error": reason}, delivery_id, shop)
+    return Delivery(200, {"received": True}, delivery_id, shop, event)
+
+
+def process(ops: Ops, delivery: Delivery) -> None:
+    """Apply an accepted delivery's event (step 4); a failure leaves it ``failed``."""
+    if delivery.event is None or delivery.shop is None:
+        return
+    state = state_for(ops.ctx.db)
+    try:
+        process_event(
+            ops.ctx,
+            delivery.shop,
+            delivery.event,
+            source="webhook",
+            delivery_id=delivery.delivery_id,
+        )
+    except Exception as exc:  # noqa: BLE001 - kept as "failed"; replay processes it again
+        reason = redact(describe_error(exc))
+        log.warning("opskit webhooks: delivery %s failed: %s", delivery.delivery_id, reason)
+        try:
+            state.finish_delivery(delivery.delivery_id, outcome="failed", reason=reason)
+        except Exception:  # noqa: BLE001 - the row stays "accepted": replay still finds it
+            log.exception(
+                "opskit webhooks: could not mark delivery %s failed", delivery.delivery_id
+            )
 
 
 def make_app(
@@ -94,70 +178,32 @@ def make_app(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="opskit-webhooks")
     app[POOL_KEY] = pool
     tasks: set[asyncio.Future[None]] = set()  # deliveries being processed
-    state = state_for(ops.ctx.db)
 
-    async def receive(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
         body = await request.read()
-        shop_id = canonical_id(request.match_info["shop_id"])
         headers = {k: v for k, v in request.headers.items()}
-        signature = request.headers.get("Stripe-Signature")
-
-        def check() -> tuple[int, str, str | None, dict[str, Any] | None, Shop | None]:
-            shop = _shop(ops, shop_id)
-            if shop is None:
-                return 404, "rejected", "unknown shop", None, None
-            try:
-                event = verify_delivery(body, signature, state.signing_secrets(shop_id), tolerance)
-            except DeliveryRejected as exc:
-                return 400, "rejected", str(exc), None, shop
-            return 200, "accepted", None, event, shop
-
-        status, outcome, reason, event, shop = await loop.run_in_executor(pool, check)
-
-        def store() -> int:
-            return state.record_delivery(
-                shop_id=shop_id if shop is not None else None,
-                path=request.path,
-                headers=headers,
-                body=body,
-                outcome=outcome,
-                status_code=status,
-                reason=reason,
-                event_id=str(event["id"]) if event else None,
-                event_type=str(event.get("type")) if event else None,
-            )
-
-        delivery_id = await loop.run_in_executor(pool, store)
-        if event is None or shop is None:
-            log.info("opskit webhooks: delivery %s rejected (%s)", delivery_id, reason)
-            return _json(status, error=reason)
-        task = loop.run_in_executor(pool, _process, ops, shop, event, delivery_id)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return _json(200, received=True)
+        delivery = await loop.run_in_executor(
+            pool,
+            lambda: receive(
+                ops, request.match_info["shop_id"], body, headers, path=request.path,
+                tolerance=tolerance,
+            ),
+        )  # fmt: skip
+        if delivery.event is not None:
+            task = loop.run_in_executor(pool, process, ops, delivery)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        return web.json_response(delivery.body, status=delivery.status)
 
     async def on_cleanup(app: web.Application) -> None:
         if tasks:
             await asyncio.gather(*list(tasks), return_exceptions=True)
         app[POOL_KEY].shutdown(wait=True)
 
-    app.router.add_post(prefix.rstrip("/") + "/{shop_id}", receive)
+    app.router.add_post(prefix.rstrip("/") + "/{shop_id}", handle)
     app.on_cleanup.append(on_cleanup)
     return app
-
-
-def _process(ops: Ops, shop: Shop, event: Mapping[str, Any], delivery_id: int) -> None:
-    state = state_for(ops.ctx.db)
-    try:
-        process_event(ops.ctx, shop, event, source="webhook", delivery_id=delivery_id)
-    except Exception as exc:  # noqa: BLE001 - kept as "failed"; replay processes it again
-        reason = redact(describe_error(exc))
-        log.warning("opskit webhooks: delivery %s failed: %s", delivery_id, reason)
-        try:
-            state.finish_delivery(delivery_id, outcome="failed", reason=reason)
-        except Exception:  # noqa: BLE001 - the row stays "accepted": replay still finds it
-            log.exception("opskit webhooks: could not mark delivery %s failed", delivery_id)
 
 
 def serve(
