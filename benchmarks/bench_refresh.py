@@ -149,6 +149,12 @@ def measure(sb: RemoteSandbox, fn: Any) -> tuple[Any, int, float]:
     return out, sb.request_count(), time.perf_counter() - started
 
 
+def _errors(result: Any) -> None:
+    failed = result.shops[result.shops["mode"] == "error"]
+    for error, n in failed["error"].value_counts().items():
+        print(f"    {n} shop(s) failed: {error}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shops", type=int, default=1000)
@@ -176,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         first, first_requests, first_s = measure(sb, lambda: ops.refresh(progress=False))
         modes = first.shops["mode"].value_counts().to_dict()
         print(f"  first refresh (full reads): {first_requests} requests, {first_s:.1f} s {modes}")
+        _errors(first)
         sb.configure(latency=0.0)
         changed = change(sb.url, world, a.changed, seed=14)
         print(f"  changed {changed} objects through the API")
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         # The day's run: events since each cursor, then both reports from the copy.
         result, refresh_requests, refresh_s = measure(sb, lambda: ops.refresh(progress=False))
         refreshed = result.reports
+        _errors(result)
         print(
             f"  refresh + report from the copy: {refresh_requests} requests, {refresh_s:.1f} s"
             f" ({len(result.changes)} events, {result.shops['mode'].value_counts().to_dict()})"

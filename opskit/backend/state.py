@@ -28,8 +28,10 @@ reader masks them.
 from __future__ import annotations
 
 import json
+import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -195,9 +197,22 @@ class State:
     def _insert(self, table: sa.Table) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
-    def begin(self) -> Any:
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A write transaction on opskit's tables.
+
+        SQLite has one writer at a time: writers of this process queue on a lock
+        (instead of failing with "database is locked" after the driver's 5 s), and
+        wait up to a minute for writers of other processes.
+        """
         self.ensure()
-        return self.engine.begin()
+        if self.dialect != "sqlite":
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with _sqlite_lock(str(self.engine.url)), self.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout = 60000")
+            yield conn
 
     # -- cursors ------------------------------------------------------------------------
 
@@ -605,6 +620,15 @@ class State:
                 ),
             }
         )
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _sqlite_lock(url: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(url, threading.Lock())
 
 
 def _aware(value: datetime) -> datetime:

@@ -241,11 +241,14 @@ def full_read_reason(cursor: int | None, now: int, margin: int = 3600) -> str | 
 # -- findings ---------------------------------------------------------------------------------
 
 
-def _report_index(report: pd.DataFrame | None, column: str) -> dict[tuple[str, str], Any]:
+def _report_index(
+    report: pd.DataFrame | None, column: str, wanted: set[str]
+) -> dict[tuple[str, str], Any]:
     if report is None or report.empty or column not in report.columns:
         return {}
     out: dict[tuple[str, str], Any] = {}
-    for row in report.itertuples(index=False):
+    rows = report[report[column].isin(list(wanted)).fillna(False)]
+    for row in rows.itertuples(index=False):
         oid = getattr(row, column)
         if oid is None or oid is pd.NA:
             continue
@@ -268,8 +271,10 @@ def finding_rows(
     object with no row there has no finding (status <NA>). ``links``:
     ``(shop_id, customer id) -> account_id``.
     """
-    customers = _report_index(customer_report, "stripe_customer_id")
-    subscriptions = _report_index(subscription_report, "stripe_subscription_id")
+    processed = list(processed)
+    ids = {object_ref(p["event"])[1] or "" for p in processed}
+    customers = _report_index(customer_report, "stripe_customer_id", ids)
+    subscriptions = _report_index(subscription_report, "stripe_subscription_id", ids)
     rows = []
     for item in processed:
         event = item["event"]

@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Collection, Iterable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,7 @@ _ID = {"customer": "stripe_customer_id", "subscription": "stripe_subscription_id
 
 OVERLAP_SECONDS = 300  # events re-listed before the cursor (same second, late visibility)
 SKEW_SECONDS = 60  # a read at local second t is taken as Stripe's state at t - this
+BATCH_SHOPS = 50  # shops written per transaction by refresh()
 STALE_AFTER_SECONDS = 300  # a webhook payload older than this is re-read before it is used
 
 
@@ -103,6 +104,10 @@ class ShopRefresh:
     duplicates: int = 0  # listed again (the overlap window): already processed
     cursor: int | None = None
     error: str | None = None
+    # The shop's writes, made once Stripe has been read: (conn) -> (applied, processed, gaps).
+    pending: Callable[[Any], tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def skipped(self) -> int:
@@ -144,6 +149,21 @@ def refresh_shop(
     now: int | None = None,
 ) -> ShopRefresh:
     """Bring one shop's local copy up to date (see the module docstring)."""
+    out = read_shop_changes(ctx, state, shop, link_ids, overlap=overlap, now=now)
+    commit_shops(state, [out])
+    return out
+
+
+def read_shop_changes(
+    ctx: Context,
+    state: State,
+    shop: Shop,
+    link_ids: Collection[str] = (),
+    *,
+    overlap: int = OVERLAP_SECONDS,
+    now: int | None = None,
+) -> ShopRefresh:
+    """The Stripe half of one shop's refresh: read, plan, re-read; writes left ``pending``."""
     shop_id = sid(shop.id)
     out = ShopRefresh(shop_id, "events")
     if not shop.key_info.usable:
@@ -184,15 +204,19 @@ def _full_read(
     objects, requests = stripe_events.read_shop(ctx, shop, link_ids)
     out.requests += requests
     version = started - SKEW_SECONDS
-    with state.begin() as conn:
+    account = account_of(shop, ctx.api_base)
+
+    def write(conn: Any) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+        applied = 0
         for kind, rows in objects.items():
             by_id = {str(r[_ID[kind]]): r for r in rows if r.get(_ID[kind])}
-            out.applied += state.replace_objects(conn, out.shop_id, kind, by_id, version)
-        state.set_cursor(
-            conn, out.shop_id, started, full=True, account=account_of(shop, ctx.api_base)
-        )
+            applied += state.replace_objects(conn, out.shop_id, kind, by_id, version)
+        state.set_cursor(conn, out.shop_id, started, full=True, account=account)
+        return applied, [], []
+
     out.mode = "full_read"
     out.cursor = started
+    out.pending = write
     out.gaps.append({"shop_id": out.shop_id, "gap": "full_read", "reason": reason})
 
 
@@ -213,8 +237,12 @@ def _follow_events(
     writes, fetched = _writes(client, shop, plan.changes.values())
     out.requests += fetched
     new_cursor = max(cursor, started)
-    with state.begin() as conn:
-        out.applied = state.write_objects(conn, out.shop_id, writes)
+    account = account_of(shop, ctx.api_base)
+
+    def write(conn: Any) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+        applied = state.write_objects(conn, out.shop_id, writes)
+        processed: list[dict[str, Any]] = []
+        gaps: list[dict[str, Any]] = []
         for event in plan.order:
             kind, oid, customer = object_ref(event)
             outcome, why = plan.outcomes[str(event["id"])]
@@ -231,7 +259,7 @@ def _follow_events(
             )
             if not recorded:
                 outcome, why = "duplicate", "processed meanwhile (webhook)"
-            out.processed.append(
+            processed.append(
                 {
                     "shop_id": out.shop_id,
                     "event": event,
@@ -241,7 +269,7 @@ def _follow_events(
                 }
             )
             if outcome in ("stale", "ignored"):
-                out.gaps.append(
+                gaps.append(
                     {
                         "shop_id": out.shop_id,
                         "gap": "skipped_event",
@@ -250,10 +278,52 @@ def _follow_events(
                         "reason": why,
                     }
                 )
-        state.set_cursor(
-            conn, out.shop_id, new_cursor, full=False, account=account_of(shop, ctx.api_base)
-        )
+        state.set_cursor(conn, out.shop_id, new_cursor, full=False, account=account)
+        return applied, processed, gaps
+
+    out.pending = write
     out.cursor = new_cursor
+
+
+def commit_shops(state: State, outs: Iterable[ShopRefresh]) -> None:
+    """Write the pending changes of several shops in one transaction (one commit, one
+    fsync, instead of one per shop); if it fails, each shop alone, so that only a shop
+    whose own writes fail becomes an error. A crash before the commit loses nothing:
+    those shops' cursors did not move, the next refresh reads the same events again.
+    """
+    ready = [o for o in outs if o.pending is not None]
+    if not ready:
+        return
+    try:
+        with state.begin() as conn:
+            results = [(o, o.pending(conn)) for o in ready if o.pending is not None]
+    except Exception:  # noqa: BLE001 - retried shop by shop below
+        for o in ready:
+            _commit_one(state, o)
+        return
+    for o, result in results:
+        _done(o, result)
+
+
+def _commit_one(state: State, out: ShopRefresh) -> None:
+    assert out.pending is not None
+    try:
+        with state.begin() as conn:
+            result = out.pending(conn)
+    except Exception as exc:  # noqa: BLE001 - this shop's row
+        out.pending = None
+        out.mode, out.error, out.cursor = "error", describe_error(exc), None
+        out.gaps.append({"shop_id": out.shop_id, "gap": "shop_error", "reason": out.error})
+        return
+    _done(out, result)
+
+
+def _done(out: ShopRefresh, result: tuple[int, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    applied, processed, gaps = result
+    out.pending = None
+    out.applied += applied
+    out.processed = processed
+    out.gaps += gaps
 
 
 def _row(kind: str, shop: Shop, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,18 +385,28 @@ def refresh(
     limit = max(1, int(max_workers or ctx.settings.max_shop_workers))
     own = executor is None
     pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-refresh")
+    results: list[ShopRefresh] = []
+    batch: list[ShopRefresh] = []
     try:
         futures = [
-            pool.submit(refresh_shop, ctx, state, s, links.get(sid(s.id), ()), overlap=overlap)
+            pool.submit(read_shop_changes, ctx, state, s, links.get(sid(s.id), ()), overlap=overlap)
             for s in todo
         ]
-        results = []
+        order = {id(f): i for i, f in enumerate(futures)}
+        done: dict[int, ShopRefresh] = {}
         with progress_bar(
-            total=len(futures), desc="Stripe events", unit="shop", progress=progress
+            progress=progress, total=len(futures), desc="Stripe events", unit="shop"
         ) as bar:
-            for fut in futures:
-                results.append(fut.result())
+            for fut in as_completed(futures):
+                out = fut.result()
+                done[order[id(fut)]] = out
+                batch.append(out)
+                if len(batch) >= BATCH_SHOPS:
+                    commit_shops(state, batch)
+                    batch = []
                 bar.update(1)
+            commit_shops(state, batch)
+        results = [done[i] for i in range(len(futures))]
     finally:
         if own:
             pool.shutdown(wait=True)
