@@ -71,7 +71,27 @@ def customer_view(c: Any, expand: Any = None) -> dict[str, Any]:
         "tax_exempt": c.__dict__.get("tax_exempt") or "none",
         "test_clock": c.__dict__.get("test_clock"),
     }
-    return _expand(out, expand)
+    heads = {p.split(".")[0] for p in ([expand] if isinstance(expand, str) else expand or [])}
+    # Includable lists: returned only when expanded (since 2020-08-27).
+    if "subscriptions" in heads:
+        subs = [
+            o._export()
+            for k, o in list(ls.store.items())
+            if k.startswith("subscription:") and o.customer == c.id
+            and o.status not in ("canceled", "incomplete_expired")
+        ]  # fmt: skip
+        out["subscriptions"] = _list(subs, f"/v1/customers/{c.id}/subscriptions")
+    if "sources" in heads:
+        out["sources"] = _list([], f"/v1/customers/{c.id}/sources")
+    if "tax_ids" in heads:
+        out["tax_ids"] = _list([], f"/v1/customers/{c.id}/tax_ids")
+    return _expand(out, [p for p in ([expand] if isinstance(expand, str) else expand or [])
+                         if p.split(".")[0] not in ("subscriptions", "sources", "tax_ids")
+                         or "." in p])  # fmt: skip
+
+
+def _list(data: list[Any], url: str) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": False, "url": url}
 
 
 def product_view(p: Any, expand: Any = None) -> dict[str, Any]:

@@ -119,6 +119,13 @@ def run_sandbox_checks(sandbox: Any) -> tuple[Result, Result]:
         lambda: _plain(c.v1.customers.retrieve(cid)),
     )
     check(
+        "customer.retrieve.expand_includable",
+        "customer",
+        lambda: _plain(
+            c.v1.customers.retrieve(cid, params={"expand": ["subscriptions", "tax_ids"]})
+        ),
+    )
+    check(
         "customer.update",
         "customer",
         lambda: _plain(c.v1.customers.update(cid, params={"metadata": {"k": "w"}})),
@@ -688,7 +695,8 @@ def run_param_checks(workdir: Path) -> Result:
 # Every sandbox check by name (the pytest module parametrizes over these; a check
 # that run_sandbox_checks() no longer produces, or a new one not listed, fails).
 SANDBOX_CHECKS = (
-    "customer.create", "customer.retrieve", "customer.update", "customer.list",
+    "customer.create", "customer.retrieve", "customer.retrieve.expand_includable",
+    "customer.update", "customer.list",
     "customer.list.email", "customer.search", "customer.delete", "customer.retrieve.deleted",
     "product.create", "price.create.recurring", "price.create.one_time", "price.retrieve",
     "price.list", "price.list.lookup_keys", "subscription.create",
