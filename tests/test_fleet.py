@@ -21,6 +21,7 @@ import pytest
 from opskit.common.config import Settings
 from opskit.common.context import Context
 from opskit.common.exceptions import ConfigurationError
+from opskit.common.executors import check_workers, executor_for
 from opskit.common.models import Shop
 from opskit.common.sealing import TASK_SECRET_ENV, seal
 from opskit.sandbox import Sandbox
@@ -272,6 +273,7 @@ def test_dask_worker_processes_keep_every_key_under_its_rate(sandbox: Sandbox) -
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):  # fmt: skip
+        check_workers(client)  # the workers inherited this process's task secret
         recorder = _RecordingExecutor(client.get_executor())
         result = fetch.fetch_customers(
             ctx_for(sandbox.url, test_rate_limit=RATE), shops, executor=recorder, progress=False
@@ -281,3 +283,22 @@ def test_dask_worker_processes_keep_every_key_under_its_rate(sandbox: Sandbox) -
     assert 1 < len(recorder.payloads) < len(shops)  # a few keys per task
     for payload in recorder.payloads:
         assert not any(k.encode() in payload for k in sizes)
+
+
+def test_workers_without_the_task_secret_are_refused_before_any_work() -> None:
+    """A scheduler whose worker has another task secret: executor_for stops at once."""
+    distributed = pytest.importorskip("distributed")
+    from cryptography.fernet import Fernet
+
+    for name in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    other = Fernet.generate_key().decode()
+    with distributed.LocalCluster(  # noqa: SIM117 - the inner with needs the cluster
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=logging.ERROR, env={TASK_SECRET_ENV: other},
+    ) as cluster:  # fmt: skip
+        with (
+            pytest.raises(ConfigurationError, match=TASK_SECRET_ENV),
+            executor_for(cluster.scheduler_address),
+        ):
+            pass
