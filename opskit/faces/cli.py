@@ -35,6 +35,7 @@ from typer.core import TyperGroup
 from opskit.common.exceptions import DatabaseUnavailable, InputError, OpskitError, UnknownShop
 from opskit.common.keys import redact
 from opskit.common.logs import redacting_handler
+from opskit.common.text import visible
 from opskit.reports import files as report
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _error(message: str) -> None:
-    typer.echo("error: " + " ".join(redact(message).split()), err=True)
+    typer.echo("error: " + visible(" ".join(redact(message).split())), err=True)
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -255,7 +256,8 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
 def _console(quiet: bool = False) -> Console:
     from rich.console import Console
 
-    console = Console(quiet=quiet, highlight=False, soft_wrap=False)
+    # markup=False: names from the database are text, never Rich markup ("[/]", "[link=]").
+    console = Console(quiet=quiet, highlight=False, soft_wrap=False, markup=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 120  # piped or captured: wide enough for the tables, still readable
     return console
@@ -322,13 +324,14 @@ def _meta(ops: Ops, shops: list[int] | None) -> dict[str, str]:
 
 def _df_table(df: pd.DataFrame, title: str | None = None, limit: int | None = None) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, title_justify="left", show_lines=False, pad_edge=False)
     for col in df.columns:
         table.add_column(str(col), overflow="fold")
     shown = df if limit is None else df.head(limit)
     for rec in shown.itertuples(index=False, name=None):
-        table.add_row(*("" if _isna(v) else redact(str(v)) for v in rec))
+        table.add_row(*(Text("" if _isna(v) else visible(redact(str(v)))) for v in rec))
     if limit is not None and len(df) > limit:
         table.caption = f"first {limit} of {len(df)} rows"
     return table

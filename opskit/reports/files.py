@@ -32,6 +32,7 @@ import pandas as pd
 
 from opskit.common.exceptions import InputError
 from opskit.common.keys import redact
+from opskit.common.text import csv_cell, visible
 from opskit.core.frames import CUSTOMER_STATUSES, SUBSCRIPTION_STATUSES
 
 if TYPE_CHECKING:
@@ -284,13 +285,15 @@ def write_report(
     """Write ``reports`` (name -> frame) as ``fmt`` (default: from the suffix); returns the files.
 
     Every string cell passes :func:`opskit.common.keys.redact` on the way out, so a secret
-    key can never reach a report file even if one slipped into a frame.
+    key can never reach a report file even if one slipped into a frame, and
+    :func:`opskit.common.text.visible` (no control or bidi characters); CSV cells
+    also :func:`opskit.common.text.csv_cell` (no live formulas).
     """
     fmt = format_for(path, fmt)
     assert fmt is not None
     path = Path(path)
     check_writable(path)
-    clean = {name: _redacted(df) for name, df in reports.items()}
+    clean = {name: _redacted(df, csv=fmt == "csv") for name, df in reports.items()}
     targets = output_paths(path, clean, fmt)
     files = list(dict.fromkeys(targets.values()))
     for target in files:
@@ -329,8 +332,11 @@ def write_report(
     return files
 
 
-def _redacted(df: pd.DataFrame) -> pd.DataFrame:
+def _redacted(df: pd.DataFrame, *, csv: bool = False) -> pd.DataFrame:
+    """Keys masked, control and bidi characters made visible in every text cell
+    (:func:`opskit.common.text.visible`); for CSV, formulas defused too."""
     out = df.copy()
+    shown = csv_cell if csv else visible
     for col in out.columns:
         s = out[col]
         if isinstance(s.dtype, pd.CategoricalDtype) or not (
@@ -339,7 +345,10 @@ def _redacted(df: pd.DataFrame) -> pd.DataFrame:
             continue
         text = s.astype("string")
         if text.str.contains(r"(?:sk|rk)_(?:live|test)_", regex=True).fillna(False).any():
-            out[col] = text.map(lambda v: redact(v) if isinstance(v, str) else v).astype(s.dtype)
+            text = text.map(lambda v: redact(v) if isinstance(v, str) else v).astype("string")
+        cleaned = text.map(lambda v: shown(v) if isinstance(v, str) else v).astype("string")
+        if not cleaned.equals(s.astype("string")):
+            out[col] = cleaned.astype(s.dtype)
     return out
 
 
