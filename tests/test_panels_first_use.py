@@ -265,3 +265,15 @@ def test_small_ones(session: DemoSession) -> None:
     intent = session.ops.create_payment_intent(account, 500, "jpy")
     assert intent["client_secret"].endswith("_secret_…")  # not printable in a REPL
     assert "_secret_" in intent["client_secret"] and len(intent["client_secret"]) < 40
+
+
+def test_the_owning_process_attaches_to_its_own_world(session: DemoSession) -> None:
+    """connect() on a world this process started uses its sandbox; no second start re-seeds it."""
+    import opskit
+
+    url = session.ops.ctx.db.url
+    ops = opskit.connect(url)
+    assert ops.ctx.api_base == session.api_base
+    with pytest.raises(demo.DemoWorldBusy):
+        demo.start(url=url)
+    assert session.sandbox is not None and session.sandbox.running

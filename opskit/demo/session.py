@@ -57,6 +57,7 @@ class DemoSession:
         if self.sandbox is not None:
             self.sandbox.stop()
         if self.owner and self.world is not None:
+            _owned.pop(self.world.lock_path, None)
             home.disown(self.world)
 
     def __enter__(self) -> DemoSession:
@@ -90,7 +91,7 @@ def start(
     """
     place = _world(url, world)
     db_url = url or place.url
-    if not home.own(place):
+    if place.lock_path in _owned or not home.own(place):  # this process's, or another's
         raise place.busy_error()
     plan = build_plan(seed)
     sandbox = Sandbox(port=port)
@@ -106,12 +107,21 @@ def start(
         sandbox.stop()
         home.disown(place)
         raise
-    return DemoSession(sandbox, ops, api_base, place, owner=True)
+    session = DemoSession(sandbox, ops, api_base, place, owner=True)
+    _owned[place.lock_path] = session
+    return session
 
 
 def attach(url: str | None = None, *, world: str | None = None) -> DemoSession | None:
-    """The world's running sandbox, owned by another process, as a session; else None."""
+    """The world's running sandbox (another process's, or this one's) as a session; else None.
+
+    The session returned does not own the world: stopping it stops nothing.
+    """
     place = _world(url, world)
+    mine = _owned.get(place.lock_path)
+    if mine is not None and not mine._stopped:
+        ops = open_ops(url or place.url, stripe_api_base=mine.api_base)
+        return DemoSession(None, ops, mine.api_base, place, owner=False)
     api_base = place.running_sandbox()
     if api_base is None:
         return None
@@ -119,6 +129,7 @@ def attach(url: str | None = None, *, world: str | None = None) -> DemoSession |
     return DemoSession(None, ops, api_base, place, owner=False)
 
 
+_owned: dict[object, DemoSession] = {}  # lock path -> the session this process owns
 _kept: dict[str, DemoSession] = {}
 _kept_lock = threading.Lock()
 
