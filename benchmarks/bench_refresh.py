@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--changed", type=float, default=0.01, help="share of objects changed")
     p.add_argument("--latency", type=float, default=0.1, help="seconds per request")
     p.add_argument("--quick", action="store_true", help="50 shops (for development)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     a = p.parse_args(argv)
     if a.quick:
         a.shops = 50
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 equal = False
                 print(f"  REPORTS DIFFER ({name}): {str(exc)[:300]}")
     out = {
-        "command": "python benchmarks/bench_refresh.py" + (" --quick" if a.quick else ""),
+        "command": "python benchmarks/bench_refresh.py " + " ".join(argv or sys.argv[1:]),
         "shops": a.shops,
         "customers_per_shop": a.customers,
         "subscriptions_per_shop": a.subscriptions,
@@ -227,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         f" reports equal: {equal}"
     )
     if not a.quick:
-        RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-        print(f"  wrote {RESULTS}")
+        a.results.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"  wrote {a.results}")
     return 0 if equal else 1
 
 

@@ -317,9 +317,20 @@ class State:
         bodies: Mapping[str, Mapping[str, Any]],
         version: int,
     ) -> int:
-        """A full read: the shop's ``kind`` copies become exactly ``bodies`` (id -> row)."""
+        """A full read: the shop's ``kind`` copies become ``bodies`` (id -> row), except
+        copies newer than the read (a webhook applied while it ran), which stay."""
         t = self.objects
-        conn.execute(t.delete().where(t.c.shop_id == str(shop_id), t.c.kind == kind))
+        conn.execute(
+            t.delete().where(
+                t.c.shop_id == str(shop_id), t.c.kind == kind, t.c.version <= int(version)
+            )
+        )
+        newer = {
+            r[0]
+            for r in conn.execute(
+                sa.select(t.c.object_id).where(t.c.shop_id == str(shop_id), t.c.kind == kind)
+            )
+        }
         rows = [
             {
                 "shop_id": str(shop_id),
@@ -331,6 +342,7 @@ class State:
                 "body": json.dumps(dict(b), sort_keys=True, default=str),
             }
             for oid, b in bodies.items()
+            if str(oid) not in newer
         ]
         if rows:
             conn.execute(t.insert(), rows)

@@ -352,9 +352,7 @@ def _writes(client: Any, shop: Shop, changes: Iterable[Change]) -> tuple[list[Ob
         for ch in group:
             body = _row(kind, shop, found.get(ch.object_id) or tombstone(kind, ch.object_id))
             writes.append(
-                ObjectWrite(
-                    kind, ch.object_id, max(ch.version, started - SKEW_SECONDS), body, force=True
-                )
+                ObjectWrite(kind, ch.object_id, max(ch.version, started - SKEW_SECONDS), body)
             )
     return writes, requests
 
@@ -491,7 +489,7 @@ def process_event(
         obj = found.get(change.object_id) or tombstone(change.kind, change.object_id)
         body = _row(change.kind, shop, obj)
         version = max(change.version, started - SKEW_SECONDS)
-        writes.append(ObjectWrite(change.kind, change.object_id, version, body, force=True))
+        writes.append(ObjectWrite(change.kind, change.object_id, version, body))
         outcome = ("refetch", outcome[1] or "late delivery: the object was re-read")
     elif change is not None and change.body is not None:
         row = _row(change.kind, shop, change.body)
