@@ -18,6 +18,7 @@ Writes ``benchmarks/results/bench_money.json``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
@@ -117,14 +118,16 @@ def make_frames(n: int, seed: int = 15) -> tuple[pd.DataFrame, pd.DataFrame, pd.
 def bench_matching(n: int) -> dict[str, object]:
     shops, orders, payments = make_frames(n)
     before = _peak_rss_mib()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     report = reconcile_payments(shops, orders, payments)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     counts = report["status"].value_counts().to_dict()
     return {
         "orders": len(orders),
         "payments": len(payments),
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),  # less sensitive to other jobs on a shared machine
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "peak_rss_mib": round(_peak_rss_mib(), 1),
         "rss_before_matching_mib": round(before, 1),
         "statuses": {str(k): int(v) for k, v in counts.items() if v},
@@ -221,7 +224,8 @@ def main() -> None:
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
     m, r = res["matching"], res["requests"]
     print(f"(a) matching {m['orders']:,} orders vs {m['payments']:,} payments: "  # type: ignore[index]
-          f"{m['seconds']} s, peak RSS {m['peak_rss_mib']} MiB")  # type: ignore[index]  # fmt: skip
+          f"{m['seconds']} s ({m['cpu_seconds']} s CPU, load {m['load_average_1m']}), "
+          f"peak RSS {m['peak_rss_mib']} MiB")  # type: ignore[index]  # fmt: skip
     print(f"(b) money report, {shops} shops x {per_shop} payments: {r['seconds']} s")  # type: ignore[index]
     for sid, v in r["per_shop"].items():  # type: ignore[index]
         print(f"    shop {sid}: {v['requests']} requests, minimum {v['minimum_pages']} pages")

@@ -163,7 +163,6 @@ def match_orders(
         return res
     o_shop, p_shop = _codes(orders["shop_id"], payments["shop_id"])
     o_acc, p_acc = _codes(orders["account_id"], payments["account_id"])
-    o_id, p_meta = _codes(orders["order_id"], payments["metadata_order_id"])
     o_cur, p_cur = _codes(orders["currency"].str.lower(), payments["currency"].str.lower())
     o_amt = _int(orders["amount"], -1)
     received = payments["amount_received"].astype("Int64")
@@ -178,17 +177,22 @@ def match_orders(
     p_rank = _rank(payments["stripe_payment_intent_id"])
 
     # 1. exact: metadata order id within the same shop; the oldest payment wins.
-    order_at = pd.Series(np.arange(n_o), index=pd.MultiIndex.from_arrays([o_shop, o_id]))
-    order_at = order_at[~order_at.index.duplicated(keep="first")]
-    has_meta = paid & (p_meta >= 0)
+    has_meta = paid & payments["metadata_order_id"].notna().to_numpy(dtype=bool)
     scored_pool = paid & ~has_meta
     if has_meta.any():
         idx = np.flatnonzero(has_meta)
         idx = idx[np.lexsort((p_rank[idx], p_t[idx]))]
-        target = order_at.reindex(pd.MultiIndex.from_arrays([p_shop[idx], p_meta[idx]]))
-        target_pos = target.to_numpy(dtype=float)
+        # Only the payments that name an order are looked up: (shop, order id) -> row.
         meta_text = payments["metadata_order_id"].astype("string").to_numpy(dtype=object)
-        for pos, t in zip(idx.tolist(), target_pos.tolist(), strict=True):
+        wanted = {str(v) for v in meta_text[idx]}
+        named = np.flatnonzero(orders["order_id"].astype("string").isin(wanted).to_numpy(bool))
+        order_at: dict[tuple[int, str], int] = {}
+        for pos in named.tolist():
+            order_at.setdefault((int(o_shop[pos]), str(o_key[pos])), pos)
+        target_pos = [
+            float(order_at.get((int(p_shop[i]), str(meta_text[i])), np.nan)) for i in idx.tolist()
+        ]
+        for pos, t in zip(idx.tolist(), target_pos, strict=True):
             if t != t:  # NaN: no such order in this shop
                 res.payment_note[pos] = (
                     f"metadata order_id {meta_text[pos]} is not an order of this shop"
