@@ -380,7 +380,7 @@ def payout_report(
     manual = payouts[~payouts["itemized"].fillna(False).astype(bool)]
     if len(manual):
         m = manual[["shop_id", "payout_id", "currency", "automatic", "status", "arrival_at"]].copy()
-        m["line"] = "manual_payout" if True else ""
+        m["line"] = "manual_payout"
         m["net"] = manual["amount"].to_numpy()
         m["detail"] = np.where(
             manual["automatic"].fillna(False).to_numpy(bool),
