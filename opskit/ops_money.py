@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from opskit.backend.db import shops_frame
+from opskit.backend.money_orders import load_orders
 from opskit.common.context import Context
 from opskit.core import ledger
-from opskit.core.frames import DAILY_OVERVIEW, MONEY_ORDERS, PAYMENT_REPORT, conform, empty
+from opskit.core.frames import DAILY_OVERVIEW, MONEY_ORDERS, PAYMENT_REPORT, conform
 from opskit.core.payments import MatchRules, reconcile_payments
 from opskit.stripeapi.money import MoneyResult, fetch_money
 from opskit.writes import payment_metadata
@@ -128,11 +129,12 @@ class MoneyOps:
         return result
 
     def _money_orders(self, shop_ids: Any) -> pd.DataFrame:
+        """``Ops.orders()`` where the backend mapping has it, else the ``orders`` table."""
         loader = getattr(self, "orders", None)
-        if loader is None:
-            log.warning("opskit: this backend offers no orders; matching payments only")
-            return empty(MONEY_ORDERS)
-        return conform(loader(shop_ids), MONEY_ORDERS)
+        if loader is not None:
+            return conform(loader(shop_ids), MONEY_ORDERS)
+        ids = None if shop_ids is None else [s.id for s in self._shop_list(shop_ids)]
+        return load_orders(self.ctx.db, ids)
 
     def _accounts(self, shop_ids: Any) -> pd.DataFrame:
         ids = None if shop_ids is None else [s.id for s in self._shop_list(shop_ids)]  # type: ignore[misc]

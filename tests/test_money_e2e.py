@@ -124,7 +124,7 @@ def _build(sb: Sandbox, keys: dict[str, str], tmp: Path) -> World:
     p["tie2"] = _pay(a, cus[8], 1500, "eur")
     p["paid_no_order"] = _pay(a, guest, 777, "eur")
     p["failed"] = _pay(a, cus[9], 1200, "eur", card=DECLINE_CARD)
-    p["b_match"] = _pay(b, bcus, 5000, "usd")
+    p["b_match"] = _pay(b, bcus, 5000, "eur")
     t0 = int(time.time()) - 5 * DAY
     for label, pi in p.items():
         key = keys["B"] if label.startswith("b_") else keys["A"]
@@ -137,7 +137,7 @@ def _build(sb: Sandbox, keys: dict[str, str], tmp: Path) -> World:
     # Shop B pays out by hand: everything available.
     sb.with_store(keys["B"], lambda st: money.set_payout_schedule(st, "manual"))
     avail = b.v1.balance.retrieve().available[0].amount
-    manual = b.v1.payouts.create({"amount": avail, "currency": "usd"}).id
+    manual = b.v1.payouts.create({"amount": avail, "currency": "eur"}).id
     at = pd.Timestamp(t0 + 60, unit="s", tz="UTC")
     orders = pd.DataFrame(
         [
@@ -152,14 +152,39 @@ def _build(sb: Sandbox, keys: dict[str, str], tmp: Path) -> World:
             ("o9", "1", "108", "complete", 1500, "eur", at),
             ("o10", "1", "109", "complete", 1200, "eur", at),
             ("o11", "1", "101", "pending", 900, "eur", at),  # open, unpaid: no finding
-            ("b1", "2", "201", "complete", 5000, "usd", at),
+            ("b1", "2", "201", "complete", 5000, "eur", at),
             ("c1", "3", None, "complete", 100, "eur", at),
             ("e1", "4", None, "complete", 100, "eur", at),
         ],
         columns=["order_id", "shop_id", "account_id", "status", "amount", "currency", "created_at"],
     )
+    _store_orders(url, orders)
     ops = opskit.connect(url, stripe_api_base=sb.url)
     return World(sb, ops, keys, orders, t0, p, manual)
+
+
+def _store_orders(url: str, orders: pd.DataFrame) -> None:
+    """The same orders in the backend's own shape: float euro totals, zone-less UTC times."""
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    table = sa.Table(
+        "orders", md,
+        sa.Column("id", sa.String(36), primary_key=True), sa.Column("shop_id", sa.String(36)),
+        sa.Column("account_id", sa.String(36), nullable=True), sa.Column("total", sa.Float),
+        sa.Column("status", sa.Text), sa.Column("created_at", sa.DateTime),
+    )  # fmt: skip
+    md.create_all(engine)
+    rows = [
+        {"id": o, "shop_id": s, "account_id": a, "total": amount / 100, "status": st,
+         "created_at": at.tz_convert(None).to_pydatetime()}
+        for o, s, a, st, amount, at in zip(
+            orders["order_id"], orders["shop_id"], orders["account_id"], orders["status"],
+            orders["amount"], orders["created_at"], strict=True,
+        )
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+    engine.dispose()
 
 
 def _since(w: World) -> pd.Timestamp:
@@ -227,6 +252,13 @@ def test_every_payment_status_end_to_end(world: World, report: pd.DataFrame) -> 
     assert not any(k in report.to_csv() for k in world.keys.values())
 
 
+def test_orders_from_the_database_give_the_same_report(world: World, report: pd.DataFrame) -> None:
+    from_db = world.ops.reconcile_payments(since=_since(world), progress=False)
+    failed = report["status"] == "shop_error"  # their details name each run's request id
+    pd.testing.assert_frame_equal(from_db[~failed], report[~failed])
+    assert list(from_db.loc[failed, "order_id"]) == list(report.loc[failed, "order_id"])
+
+
 def test_payments_frame_has_fee_refunds_disputes_and_accounts(world: World) -> None:
     pays = world.ops.payments(1, since=_since(world), progress=False)
     pd.testing.assert_frame_equal(pays.iloc[:0], frames.empty(frames.PAYMENTS))
@@ -278,7 +310,7 @@ def test_payout_report_categories_manual_and_unpaid_balance(world: World) -> Non
     for part in bal.available:
         pend = next(x.amount for x in bal.pending if x.currency == part.currency)
         assert unpaid.loc[("1", part.currency), "net"] == part.amount + pend
-    assert unpaid.loc[("2", "usd"), "net"] == 0  # shop B paid out everything by hand
+    assert unpaid.loc[("2", "eur"), "net"] == 0  # shop B paid out everything by hand
     one = world.ops.payout_report(str(cats["payout_id"].iloc[0]), progress=False)
     assert set(one["line"]) == {"category"}
 
@@ -359,7 +391,7 @@ def test_cli_money_writes_one_sheet_per_report_and_html_sections(
     assert res.exit_code == 1, res.output  # findings, no failed shop
     page = html.read_text()
     for section in ("report-payments", "report-payouts", "report-payout-report",
-                    "report-daily-overview", "paid_no_order"):  # fmt: skip
+                    "report-daily-overview", "paid_no_order", "order_unpaid"):  # fmt: skip
         assert section in page
     assert not any(k in page for k in world.keys.values())
     both = tmp_path / "all.html"

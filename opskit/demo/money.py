@@ -9,8 +9,8 @@ shop-backend's shape if the demo database has none) and moves the payments back
 in time in the sandbox so that automatic payouts have happened. The second shop
 pays out by hand (manual payouts, which Stripe cannot itemize).
 
-The world's own complete orders of the last two months (``ops.orders()``, when
-the backend has them) are paid too, each a couple of minutes after it was placed
+The world's own complete orders of the last two months (``ops.orders()``, or the
+``orders`` table) are paid too, each a couple of minutes after it was placed
 (guest orders without a customer), so they read ``match``; the accounts that
 placed them are not used for the roles below, so nothing planted competes with
 them.
@@ -192,11 +192,8 @@ def _existing_orders(ops: Ops, start: datetime, now: datetime) -> Any:
     """The world's own complete orders of the planting window (empty without ``ops.orders``)."""
     import pandas as pd
 
-    loader = getattr(ops, "orders", None)
     cols = ["order_id", "shop_id", "account_id", "amount", "created_at"]
-    if loader is None:
-        return pd.DataFrame(columns=cols).astype("string")
-    orders = loader()
+    orders = ops._money_orders(None)
     when = orders["created_at"]
     keep = (orders["status"].astype("string") == "complete").fillna(False)
     keep &= (when >= pd.Timestamp(start)) & (when <= pd.Timestamp(now))

@@ -116,7 +116,7 @@ def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
     out = ShopMoney(job.shop_id)
     minimum = 0
     try:
-        shop = Shop(id=None, name=None, stripe_secret_key=job.key)
+        shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key)  # type: ignore[arg-type]
         s = job.settings
         rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
         client = client_for_shop(
