@@ -20,14 +20,16 @@ from opskit.backend.schema import Schema
 from opskit.common.config import Settings
 from opskit.common.context import Context
 from opskit.common.exceptions import InputError
+from opskit.common.ids import IdLike, id_list
 from opskit.common.models import Shop
-from opskit.core import enrich, reconcile
+from opskit.core import enrich, reconcile, snapshots
+from opskit.core import subscriptions as customer_subscriptions
 from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
 from opskit.writes import actions, recovery, sync
 from opskit.writes import refresh as refreshing
 
-ShopIds = Iterable[int] | int | None
+ShopIds = Iterable[IdLike] | IdLike | None
 REPORTS = ("customers", "subscriptions")
 SOURCES = ("stripe", "refreshed")  # where a reconciliation reads Stripe's side
 log = logging.getLogger(__name__)
@@ -62,10 +64,26 @@ class Ops(MoneyOps):
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        # the live customers behind the last customer report (its id, the CUSTOMERS frame),
+        # so a sync plan of that report proposes snapshots without listing them again
+        self._live_customers: tuple[int, pd.DataFrame] | None = None
 
     def __repr__(self) -> str:
         stripe_at = safe_url(self.ctx.api_base) if self.ctx.api_base else "Stripe"
-        return f"<opskit.Ops database={safe_url(self.ctx.db.url)!r} stripe={stripe_at!r}>"
+        return (
+            f"<opskit.Ops database={safe_url(self.ctx.db.url)!r} stripe={stripe_at!r} "
+            f"mapping={self.ctx.db.schema.profile!r}>"
+        )
+
+    @property
+    def schema(self) -> Schema:
+        """The mapping in use (given to connect(), or detected from the tables)."""
+        return self.ctx.db.schema
+
+    @property
+    def mapping(self) -> str:
+        """One line: which mapping opskit uses on this database, and whether it was detected."""
+        return self.ctx.db.mapping
 
     # -- local data ----------------------------------------------------------------------
 
@@ -74,8 +92,33 @@ class Ops(MoneyOps):
         return self.ctx.db.load_shops(_ids(shop_ids))
 
     def accounts(self, shop_ids: ShopIds = None) -> pd.DataFrame:
-        """Accounts with the known details keys flattened; unreadable details are flagged."""
+        """Accounts with the known details keys flattened; unreadable details are flagged.
+
+        Columns and dtypes: :data:`opskit.core.frames.ACCOUNTS`. Ids are text.
+        ``email`` is where the backend keeps the email (``accounts.name`` on
+        shop-backend), ``name`` a person's name (<NA> when the backend has none).
+        details that are NULL, JSON null or ``{}`` are empty, not errors.
+        """
         return self.ctx.db.load_accounts(_ids(shop_ids))
+
+    def orders(self, shop_ids: ShopIds = None) -> pd.DataFrame:
+        """The backend's orders, amounts in integer cents (:data:`opskit.core.frames.ORDERS`).
+
+        ``order_id``, ``shop_id``, ``account_id`` (text), ``status`` (string),
+        ``amount`` (Int64 minor units: the float euro ``total`` through
+        ``Decimal(repr(total))``, rounded half-up, never truncated: 19.995 -> 2000),
+        ``currency`` (``eur``, ``Schema.order_currency``), ``created_at`` and
+        ``completed_at`` (UTC; shop-backend's columns have no zone and hold UTC).
+        A backend whose mapping has no orders (``Schema.orders_table=None``) gives an
+        empty frame; a mapped orders table that does not exist raises
+        :class:`~opskit.SchemaMismatch`.
+        """
+        return self.ctx.db.load_orders(_ids(shop_ids))
+
+    def products(self, shop_ids: ShopIds = None) -> pd.DataFrame:
+        """The backend's products with their recurring list prices in cents
+        (:data:`opskit.core.frames.PRODUCTS`); subscriptions name them by lookup key."""
+        return self.ctx.db.load_products(_ids(shop_ids))
 
     # -- Stripe data ---------------------------------------------------------------------
 
@@ -99,7 +142,11 @@ class Ops(MoneyOps):
     ) -> pd.DataFrame:
         """Every Stripe subscription of the shops, canceled included (``status="all"``).
 
-        Failed shops are reported as for :meth:`customers`.
+        Columns: :data:`opskit.core.frames.SUBSCRIPTIONS`. Every item shows in
+        ``stripe_price_ids`` and ``lookup_keys`` (sorted, joined by ",") and ``items``
+        (how many); ``stripe_price_id``/``unit_amount``/``interval`` are the first
+        item's (one row per item: :meth:`subscription_items`). Failed shops are
+        reported as for :meth:`customers`.
         """
         ids = _ids(shop_ids)
         hints = fetch.size_hints(self.ctx.db.load_accounts(ids), "stripe_subscription_id")
@@ -107,6 +154,27 @@ class Ops(MoneyOps):
             self.ctx, self._shop_list(ids), expected=hints, executor=executor, progress=progress
         )
         return _with_shop_errors(result, self.shops(ids), ["stripe_subscription_id"])
+
+    def subscription_items(
+        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+    ) -> pd.DataFrame:
+        """One row per subscription item (:data:`opskit.core.frames.SUBSCRIPTION_ITEMS`).
+
+        ``stripe_subscription_id``, ``stripe_subscription_item_id``, ``stripe_customer_id``,
+        ``status`` (the subscription's), ``stripe_price_id``, ``product``, ``lookup_key``
+        (``monthly-<product id>`` on shop-backend), ``quantity``, ``unit_amount``
+        (Int64 minor units), ``currency``, ``interval``, ``created_at`` (UTC).
+        Failed shops are reported as for :meth:`customers`.
+        """
+        ids = _ids(shop_ids)
+        result = fetch.fetch_subscriptions(
+            self.ctx, self._shop_list(ids), executor=executor, progress=progress
+        )
+        items = result.items if result.items is not None else pd.DataFrame()
+        items.attrs["shop_errors"] = dict(result.errors)
+        for shop_id, reason in result.errors.items():
+            log.warning("opskit: Stripe failed for shop %s: %s", shop_id, reason)
+        return items
 
     def prices(
         self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
@@ -192,27 +260,47 @@ class Ops(MoneyOps):
             result.errors,
             other_shops=shops_frame(outside) if outside else None,
             other_mode=result.other_mode,
+            compare_name=self.ctx.db.schema.account_name is not None,
         )
-        return enrich.add_dashboard_links(report, local.shops, ["stripe_customer_id"])
+        if self.ctx.db.schema.snapshots:
+            found = snapshots.compare_snapshots(local.accounts, result.frame)
+            report = snapshots.annotate(report, found)
+        report = enrich.add_dashboard_links(report, local.shops, ["stripe_customer_id"])
+        self._live_customers = (id(report), result.frame)
+        return report
 
     def _subscription_report(
         self, local: _Local, executor: Executor | None, progress: bool
     ) -> pd.DataFrame:
+        schema = self.ctx.db.schema
         if local.source == "refreshed":
             result = refreshing.local_subscriptions(self.ctx, local.run, failed=local.failed)
         else:
+            hint = "stripe_subscription_id" if schema.subscription_fields else "stripe_customer_id"
             result = fetch.fetch_subscriptions(
                 self.ctx,
                 local.run,
                 # Recorded ids the listing lacks (a test clock's) are retrieved.
                 link_ids=fetch.linked_ids(local.accounts, "stripe_subscription_id"),
-                expected=fetch.size_hints(local.accounts, "stripe_subscription_id"),
+                expected=fetch.size_hints(local.accounts, hint),
                 executor=executor,
                 progress=progress,
             )
-        report = reconcile.reconcile_subscriptions(
-            local.shops, local.accounts, result.frame, result.errors
-        )
+        if schema.subscription_fields:
+            report = reconcile.reconcile_subscriptions(
+                local.shops, local.accounts, result.frame, result.errors
+            )
+        else:  # shop-backend records no subscription: link them through the customer
+            products = self.ctx.db.load_products([s.id for s in local.run])
+            report = customer_subscriptions.reconcile_customer_subscriptions(
+                local.shops,
+                local.accounts,
+                result.frame,
+                result.items,
+                products if schema.products_table else None,
+                result.errors,
+                lookup_key_formats=schema.lookup_key_formats,
+            )
         report = enrich.add_subscription_terms(report, result.frame)
         return enrich.add_dashboard_links(
             report, local.shops, ["stripe_subscription_id", "stripe_customer_id"]
@@ -238,27 +326,35 @@ class Ops(MoneyOps):
         ``reports``: both reports of the same shops from :meth:`reconcile`, when the
         caller already has them (the CLI prints them too); else they are made here.
         """
+        schema = self.ctx.db.schema
         if reports is not None:
-            return sync.build_plan(
-                reports["customers"], reports["subscriptions"], self.accounts(shop_ids)
-            )
-        local = self._local(shop_ids)
+            customers, subscriptions = reports["customers"], reports["subscriptions"]
+            accounts = self.accounts(shop_ids)
+        else:
+            local = self._local(shop_ids)
+            customers = self._customer_report(local, executor, progress)
+            subscriptions = self._subscription_report(local, executor, progress)
+            accounts = local.accounts
+        snaps = None
+        if schema.snapshots:
+            live = self._live_customers
+            if live is None or live[0] != id(customers):  # a report made elsewhere: ask again
+                live = (0, self.customers(shop_ids, executor=executor, progress=progress))
+            snaps = snapshots.snapshot_plan(customers, accounts, live[1])
         return sync.build_plan(
-            self._customer_report(local, executor, progress),
-            self._subscription_report(local, executor, progress),
-            local.accounts,
+            customers, subscriptions, accounts, keys=schema.details_keys, snapshots=snaps
         )
 
     def apply_sync(self, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
         """Apply a plan (or a filtered part of one), one transaction per shop, audited."""
         return sync.apply_plan(self.ctx, plan, actor=actor)
 
-    def create_customer(self, account_id: int, **kwargs: Any) -> dict[str, Any]:
+    def create_customer(self, account_id: IdLike, **kwargs: Any) -> dict[str, Any]:
         """Create the account's Stripe customer in its shop and store the id in details."""
         return actions.create_customer(self.ctx, account_id, **kwargs)
 
     def create_payment_intent(
-        self, account_id: int, amount: int, currency: str, **kwargs: Any
+        self, account_id: IdLike, amount: int, currency: str, **kwargs: Any
     ) -> dict[str, Any]:
         """Create a PaymentIntent for the account's customer; amount in integer minor units.
 
@@ -271,12 +367,17 @@ class Ops(MoneyOps):
             intent = {**intent, "client_secret": secret.split("_secret_")[0] + "_secret_…"}
         return intent
 
-    def create_subscription(self, account_id: int, price_id: str, **kwargs: Any) -> dict[str, Any]:
-        """Subscribe the account's customer to a price and record it in details."""
+    def create_subscription(
+        self, account_id: IdLike, price_id: str | list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Subscribe the account's customer to one or several prices (one item each), or to
+        ``products=[...]`` with ``interval="month"|"year"`` resolved by lookup key;
+        ``payment_behavior="default_incomplete"`` as the backend's checkout. See
+        :func:`opskit.writes.actions.create_subscription`."""
         return actions.create_subscription(self.ctx, account_id, price_id, **kwargs)
 
     def cancel_subscription(
-        self, subscription_id: str, *, shop_id: int, at_period_end: bool = True, **kwargs: Any
+        self, subscription_id: str, *, shop_id: IdLike, at_period_end: bool = True, **kwargs: Any
     ) -> dict[str, Any]:
         """Cancel now or at period end, in the given shop's Stripe account."""
         return actions.cancel_subscription(
@@ -461,9 +562,11 @@ def _with_shop_errors(
     return frame
 
 
-def _ids(shop_ids: ShopIds) -> list[int] | None:
-    if shop_ids is None:
-        return None
-    if isinstance(shop_ids, int | str):
-        return [shop_ids]  # type: ignore[list-item]
-    return list(shop_ids)
+def _ids(shop_ids: ShopIds) -> list[str] | None:
+    """A shop filter (one id or several; str, int or UUID) as id texts; None: all shops."""
+    try:
+        return id_list(shop_ids)
+    except TypeError as exc:
+        raise InputError(
+            f"shop ids: {exc}", guidance="Pass a shop id, or a list of them (str, int or UUID)."
+        ) from None

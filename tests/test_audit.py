@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from opskit.backend import audit
-from opskit.backend.db import Database
+from opskit.backend.db import Database, create_reference_tables
+from opskit.backend.schema import Schema
 from opskit.common.exceptions import InputError
 from opskit.core import frames
+from tests.conftest import fresh_postgres_url, fresh_sqlite_url
 
 
 @pytest.fixture
@@ -61,8 +65,8 @@ def test_filters(db: Database) -> None:
             params={}, outcome="ok",
         )  # fmt: skip
     assert len(audit.read_log(db, action="sync.*")) == 2
-    assert list(audit.read_log(db, actor="ana")["shop_id"]) == [2, 1]
-    assert list(audit.read_log(db, shop_id=[0, 2])["shop_id"]) == [2, 0]
+    assert list(audit.read_log(db, actor="ana")["shop_id"]) == ["2", "1"]
+    assert list(audit.read_log(db, shop_id=[0, "2"])["shop_id"]) == ["2", "0"]
     assert len(audit.read_log(db, limit=1)) == 1
     assert len(audit.read_log(db, since=datetime.now(UTC) + timedelta(hours=1))) == 0
     with pytest.raises(InputError, match="unknown audit filter"):
@@ -97,3 +101,45 @@ def test_a_key_pasted_into_any_free_text_column_is_masked(db: Database) -> None:
     log = audit.read_log(db)
     assert secret not in log.to_string()
     assert log["target"][0] == "subscription:sk_live_\u20265678"
+
+
+def test_uuid_shop_ids_are_stored_as_text(db: Database) -> None:
+    shop = uuid.uuid4()
+    audit.append(db, actor="ana", shop_id=shop, action="x", target=None, params={}, outcome="ok")
+    log = audit.read_log(db, shop_id=shop)
+    assert list(log["shop_id"]) == [str(shop)]
+    assert str(log["shop_id"].dtype) == "string"
+    assert list(audit.read_log(db, shop_id=str(shop).upper())["shop_id"]) == []  # text, exact
+
+
+def test_on_postgresql_the_log_lives_in_the_opskit_schema_never_public(
+    pg_base_url: str,
+) -> None:
+    url = fresh_postgres_url(pg_base_url)
+    engine = sa.create_engine(url)
+    create_reference_tables(engine)
+    engine.dispose()
+    db = Database(url)
+    audit.append(db, actor="ana", shop_id=1, action="x", target=None, params={}, outcome="ok")
+    inspector = sa.inspect(db.engine)
+    assert "opskit_audit" not in inspector.get_table_names(schema="public")
+    assert "opskit_audit" in inspector.get_table_names(schema="opskit")
+    assert len(audit.read_log(db)) == 1
+    db.engine.dispose()
+
+
+def test_the_log_can_live_in_another_database(pg_base_url: str, tmp_path: Path) -> None:
+    url = fresh_postgres_url(pg_base_url)
+    engine = sa.create_engine(url)
+    create_reference_tables(engine)
+    engine.dispose()
+    elsewhere = fresh_sqlite_url(tmp_path)
+    db = Database(url, Schema.reference(own_database_url=elsewhere))
+    audit.append(db, actor="ana", shop_id=7, action="x", target=None, params={}, outcome="ok")
+    assert not sa.inspect(db.engine).get_table_names(schema="opskit")
+    assert "opskit_audit" not in sa.inspect(db.engine).get_table_names()
+    other = sa.create_engine(elsewhere)
+    assert "opskit_audit" in sa.inspect(other).get_table_names()
+    other.dispose()
+    assert list(audit.read_log(db)["shop_id"]) == ["7"]
+    db.engine.dispose()

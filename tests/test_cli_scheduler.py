@@ -123,7 +123,7 @@ def test_comma_lists_and_repeats_are_the_same(sandbox: Sandbox, tmp_path: Path) 
     assert a.returncode == b.exit_code == 1, a.stderr  # type: ignore[attr-defined]
     for name in ("a.json", "b.json"):
         text = (tmp_path / name).read_text()
-        assert '"shop_id":1' in text.replace(" ", "") and '"shop_id":2' in text.replace(" ", "")
+        assert '"shop_id":"1"' in text.replace(" ", "") and '"shop_id":"2"' in text.replace(" ", "")
         assert '"shop_id":3' not in text.replace(" ", "")
     bad = in_process("reconcile", "--shop", "1,99", env=env)
     assert bad.exit_code == 3 and "99" in bad.output  # type: ignore[attr-defined]

@@ -75,7 +75,7 @@ def test_customers_frame_is_typed_per_spec(sandbox: Sandbox, fresh_key: str) -> 
     pd.testing.assert_series_equal(df.dtypes, empty(CUSTOMERS).dtypes)
     assert sorted(df["stripe_customer_id"]) == sorted(ids)
     assert df["stripe_customer_id"].is_unique
-    assert (df["shop_id"] == 7).all()
+    assert (df["shop_id"] == "7").all()
     assert not df["deleted"].any()
     newest = df.loc[df["stripe_customer_id"] == ids[-1]].iloc[0]
     assert newest["created_at"] == pd.Timestamp(T0 + 249 * 60, unit="s", tz="UTC")
@@ -230,7 +230,7 @@ def test_linked_ids_from_accounts() -> None:
             ),
         }
     )
-    assert fetch.linked_ids(accounts, "stripe_customer_id") == {1: {"cus_a"}, 2: {"cus_b"}}
+    assert fetch.linked_ids(accounts, "stripe_customer_id") == {"1": {"cus_a"}, "2": {"cus_b"}}
     assert fetch.linked_ids(accounts.iloc[:0], "stripe_customer_id") == {}
 
 
@@ -258,9 +258,9 @@ def test_invalid_key_shop_becomes_an_error_and_the_run_goes_on(
     shops = [shop(1, good), shop(2, bad), shop(3, None), shop(4, "pk_test_notsecret123")]
     result = fetch.fetch_customers(ctx_for(sb.url), shops, progress=False)
     assert sorted(result.frame["stripe_customer_id"]) == sorted(ids)
-    assert set(result.frame["shop_id"]) == {1}
-    assert list(result.errors) == [2]  # shops 3 and 4 have no usable key: skipped
-    line = result.errors[2]
+    assert set(result.frame["shop_id"]) == {"1"}
+    assert list(result.errors) == ["2"]  # shops 3 and 4 have no usable key: skipped
+    line = result.errors["2"]
     assert line.startswith("AuthenticationError (401)")
     assert "[request req_" in line and "\n" not in line
     assert_no_secrets([line, repr(result)], [good, bad])
@@ -280,11 +280,11 @@ def test_exhausted_retries_become_an_error_while_others_succeed(sandbox: Sandbox
         )
     finally:
         sandbox.configure(key=flaky, fail_next=0)
-    assert result.errors[1].startswith("StripeRetriesExhausted (503)")
-    assert "[request req_" in result.errors[1]
-    assert list(customers.errors) == [1]
+    assert result.errors["1"].startswith("StripeRetriesExhausted (503)")
+    assert "[request req_" in result.errors["1"]
+    assert list(customers.errors) == ["1"]
     assert list(customers.frame["stripe_customer_id"]) == ids
-    assert_no_secrets([result.errors[1], customers.errors[1]], [ok, flaky])
+    assert_no_secrets([result.errors["1"], customers.errors["1"]], [ok, flaky])
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_any_executor_is_used_and_bounded(sandbox: Sandbox) -> None:
             max_workers=2,
             progress=False,
         )
-    assert result.frame.groupby("shop_id").size().to_dict() == {i: i + 1 for i in range(5)}
+    assert result.frame.groupby("shop_id").size().to_dict() == {str(i): i + 1 for i in range(5)}
     assert pool.shops == 5  # every shop ran on the given executor
     assert pool.submitted < 5  # a few shops per task
     assert pool.peak == 2  # and never more than max_workers shops at once
@@ -386,7 +386,7 @@ def test_dask_distributed_executor(sandbox: Sandbox) -> None:
             progress=False,
         )
     assert result.errors == {}
-    assert result.frame.groupby("shop_id").size().to_dict() == {0: 50, 1: 100, 2: 150}
+    assert result.frame.groupby("shop_id").size().to_dict() == {"0": 50, "1": 100, "2": 150}
     pd.testing.assert_series_equal(result.frame.dtypes, empty(CUSTOMERS).dtypes)
     assert time.monotonic() - started < 20
 
@@ -402,7 +402,7 @@ def test_size_hints_count_distinct_links_per_shop() -> None:
             ),
         }
     )
-    assert fetch.size_hints(accounts, "stripe_customer_id") == {1: 2}
+    assert fetch.size_hints(accounts, "stripe_customer_id") == {"1": 2}
 
 
 # -- a shop that fails in an unexpected way is still only that shop's error -------------------
@@ -416,7 +416,7 @@ class _FailingShopExecutor(ThreadPoolExecutor):
         self.shop_id = shop_id
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if args and any(getattr(job, "shop_id", None) == self.shop_id for job in args[0]):
+        if args and any(getattr(job, "shop_id", None) == str(self.shop_id) for job in args[0]):
             failed: Future[Any] = Future()
             failed.set_exception(RuntimeError("worker for this task died"))
             return failed
@@ -432,8 +432,8 @@ def test_a_failed_executor_task_becomes_that_shops_error(sandbox: Sandbox) -> No
             ctx_for(sandbox.url), [shop(1, ok), shop(2, doomed)], executor=pool, progress=False
         )
     assert sorted(result.frame["stripe_customer_id"]) == sorted(ids)
-    assert list(result.errors) == [2]
-    assert result.errors[2] == "RuntimeError: worker for this task died"
+    assert list(result.errors) == ["2"]
+    assert result.errors["2"] == "RuntimeError: worker for this task died"
 
 
 @pytest.fixture

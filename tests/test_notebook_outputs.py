@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from opskit import demo
+from opskit.demo import shopbackend
 from tests.leakcheck import assert_no_secrets
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
@@ -47,5 +48,5 @@ def test_notebook_outputs_hold_no_secret_key(
     outputs = [json.dumps(cell.get("outputs", [])) for cell in nb.cells]
     outputs.append(json.dumps(nb.metadata.get("widgets", {})))  # the panels' widget state
     assert any("Northwind Coffee" in text for text in outputs)  # it did show the shops
-    keys = [s.secret_key.strip() for s in demo.build_plan().shops if s.secret_key]
+    keys = [s.secret_key.strip() for s in shopbackend.build_plan().shops if s.secret_key]
     assert_no_secrets(outputs, keys)

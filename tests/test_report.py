@@ -99,7 +99,7 @@ def test_parquet_keeps_dtypes(tmp_path: Path, reports: dict) -> None:
             expected["detail"] = expected["detail"].str.replace(RAW_KEY, str(mask_key(RAW_KEY)))
         pd.testing.assert_frame_equal(back, expected)
         assert back["status"].dtype.ordered
-        assert back["account_id"].dtype == "Int64"
+        assert back["account_id"].dtype == "string"
 
 
 def test_json_holds_findings_and_summaries(tmp_path: Path, reports: dict) -> None:
@@ -108,7 +108,7 @@ def test_json_holds_findings_and_summaries(tmp_path: Path, reports: dict) -> Non
     assert set(doc["reports"]) == {"customers", "subscriptions"}
     assert len(doc["reports"]["customers"]) == len(reports["customers"])
     first = doc["summary"]["customers"][0]
-    assert first["shop_id"] == 1 and first["match"] >= 1 and "total" in first
+    assert first["shop_id"] == "1" and first["match"] >= 1 and "total" in first
 
 
 def test_excel_sheets_headers_and_widths(tmp_path: Path, reports: dict) -> None:
@@ -129,7 +129,7 @@ def test_excel_sheets_headers_and_widths(tmp_path: Path, reports: dict) -> None:
     summary = wb["Summary"]
     assert "Customers" in summary["A1"].value and summary["A1"].font.b
     assert [c.value for c in summary[2]][:3] == ["shop_id", "shop_name", "match"]
-    assert summary["A3"].value == 1
+    assert summary["A3"].value == "1"  # ids are text
 
 
 def _width(ws: Any, column: int) -> float:
@@ -215,7 +215,7 @@ def test_excel_shows_text_as_text(tmp_path: Path) -> None:
         assert cells[col].data_type == "s" and cells[col].value == text
     assert cells["local_email"].value == "http://evil.example/x"
     assert cells["local_email"].hyperlink is None
-    assert cells["account_id"].value == 1000  # numbers stay numbers
+    assert cells["account_id"].value == "1000"  # ids are text, even when they look like numbers
 
 
 def test_a_failed_write_leaves_the_previous_report_intact(tmp_path: Path, reports: dict) -> None:

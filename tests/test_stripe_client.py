@@ -130,8 +130,9 @@ def test_get_customer_id() -> None:
     assert get_customer_id(acc) == "cus_2"
     row = pd.Series({"id": 3, "shop_id": 1, "details": {"stripe_customer_id": "cus_3"}})
     assert get_customer_id(row) == "cus_3"
-    # like the backend: only a missing key raises
-    assert get_customer_id({"id": 4, "details": {"stripe_customer_id": None}}) is None
+    # like the backend: a null or empty id raises too (see tests/test_backend_helper.py)
+    with pytest.raises(StripeCustomerMissing):
+        get_customer_id({"id": 4, "details": {"stripe_customer_id": None}})
 
 
 @pytest.mark.parametrize("details", ['{"plan": "gold"}', "{}", None, "not json", "[1]"])

@@ -105,7 +105,7 @@ def test_a_recorded_subscription_on_a_test_clock_is_found(
         url, sandbox, [{"id": 10, "shop_id": 1, "email": "clock@x.io", "details": details}], key
     )
     customers = ops.reconcile_customers(progress=False)
-    assert customers.loc[customers["account_id"] == 10, "status"].tolist() == ["match"]
+    assert customers.loc[customers["account_id"] == "10", "status"].tolist() == ["match"]
     subs = ops.reconcile_subscriptions(progress=False)
     row = subs[subs["stripe_subscription_id"] == sub.id]
     assert row["status"].tolist() == ["match"], row[["status", "detail"]].to_dict("records")

@@ -90,15 +90,15 @@ def test_plan_from_both_reports() -> None:
         for r in plan.itertuples()
     ]  # fmt: skip
     assert got == [
-        (1, "stripe_price_id", "price_old", "price_new", "price_mismatch"),
-        (1, "subscription_status", "active", "past_due", "status_drift"),
-        (2, "stripe_customer_id", None, "cus_B", "orphan_in_stripe"),
-        (3, "stripe_customer_id", "cus_gone", None, "deleted_in_stripe"),
-        (7, "stripe_price_id", "p1", "p2", "status_drift"),
-        (7, "subscription_status", "active", "canceled", "status_drift"),
-        (4, "stripe_price_id", None, "price_d", "orphan_in_stripe"),
-        (4, "stripe_subscription_id", None, "sub_D", "orphan_in_stripe"),
-        (4, "subscription_status", None, "trialing", "orphan_in_stripe"),
+        ("1", "stripe_price_id", "price_old", "price_new", "price_mismatch"),
+        ("1", "subscription_status", "active", "past_due", "status_drift"),
+        ("2", "stripe_customer_id", None, "cus_B", "orphan_in_stripe"),
+        ("3", "stripe_customer_id", "cus_gone", None, "deleted_in_stripe"),
+        ("7", "stripe_price_id", "p1", "p2", "status_drift"),
+        ("7", "subscription_status", "active", "canceled", "status_drift"),
+        ("4", "stripe_price_id", None, "price_d", "orphan_in_stripe"),
+        ("4", "stripe_subscription_id", None, "sub_D", "orphan_in_stripe"),
+        ("4", "subscription_status", None, "trialing", "orphan_in_stripe"),
     ]
     assert plan["reason"].notna().all()
 
@@ -209,10 +209,10 @@ def test_apply_merges_keeps_unknown_keys_and_audits(ctx: Context) -> None:
     }
     accounts = ctx.db.load_accounts()
     by_id = accounts.set_index("account_id")
-    assert by_id.loc[2, "stripe_customer_id"] == "cus_B"
-    assert json.loads(by_id.loc[2, "details"])["note"] == "vip"
-    assert pd.isna(by_id.loc[3, "stripe_customer_id"])
-    assert by_id.loc[5, "stripe_price_id"] == "price_x"
+    assert by_id.loc["2", "stripe_customer_id"] == "cus_B"
+    assert json.loads(by_id.loc["2", "details"])["note"] == "vip"
+    assert pd.isna(by_id.loc["3", "stripe_customer_id"])
+    assert by_id.loc["5", "stripe_price_id"] == "price_x"
     assert updated_at(ctx, 1) > pd.Timestamp(T0)
     log = audit.read_log(ctx.db, action="sync.set_detail")
     assert len(log) == 4 and set(log["outcome"]) == {"ok"} and set(log["actor"]) == {"ana"}
@@ -294,9 +294,9 @@ def test_database_error_rolls_back_that_shop_only(ctx: Context) -> None:
     assert list(result["outcome"]) == ["error", "error", "applied"]
     assert "rolled back" in result["detail"][0] and "boom" in result["detail"][1]
     by_id = ctx.db.load_accounts().set_index("account_id")
-    assert by_id.loc[1, "subscription_status"] == "active"  # nothing half-written
-    assert pd.isna(by_id.loc[2, "stripe_customer_id"])
-    assert by_id.loc[3, "stripe_customer_id"] == "cus_C2"
+    assert by_id.loc["1", "subscription_status"] == "active"  # nothing half-written
+    assert pd.isna(by_id.loc["2", "stripe_customer_id"])
+    assert by_id.loc["3", "stripe_customer_id"] == "cus_C2"
     log = audit.read_log(ctx.db)
     assert sorted(log["outcome"]) == ["error", "error", "ok"]  # the failure is audited too
 
@@ -317,7 +317,7 @@ def test_empty_and_invalid_plans(ctx: Context) -> None:
     subset = plan_of(
         [(1, 1, "subscription_status", "active", "x"), (1, 2, "stripe_price_id", None, "p")]
     )
-    result = sync.apply_plan(ctx, subset[subset["account_id"] == 2], actor="ana")
+    result = sync.apply_plan(ctx, subset[subset["account_id"] == "2"], actor="ana")
     assert list(result["outcome"]) == ["applied"]
 
 
@@ -358,9 +358,9 @@ def test_sync_plan_and_apply_through_ops(db_url: str, sandbox: Any) -> None:
     assert plan[["account_id", "key", "new_value"]].astype(object).where(
         plan[["account_id", "key", "new_value"]].notna(), None
     ).values.tolist() == [
-        [1, "subscription_status", "past_due"],
-        [2, "stripe_customer_id", cus_orphan],
-        [3, "stripe_customer_id", None],
+        ["1", "subscription_status", "past_due"],
+        ["2", "stripe_customer_id", cus_orphan],
+        ["3", "stripe_customer_id", None],
     ]
     assert audit.read_log(ops.ctx.db).empty  # a plan writes nothing
     result = ops.apply_sync(plan, actor="ana")
@@ -368,7 +368,7 @@ def test_sync_plan_and_apply_through_ops(db_url: str, sandbox: Any) -> None:
     assert ops.sync_plan(progress=False).empty  # converged
     customers = ops.reconcile_customers(progress=False)
     assert set(customers["status"].astype(str)) <= {"match", "no_customer_id"}
-    assert json.loads(ops.accounts().set_index("account_id").loc[2, "details"])["k"] == 2
+    assert json.loads(ops.accounts().set_index("account_id").loc["2", "details"])["k"] == 2
     assert len(ops.audit_log(action="sync.set_detail")) == 3
     ops.ctx.db.engine.dispose()
 
@@ -384,10 +384,10 @@ def test_account_with_null_details_gets_a_certain_link(ctx: Context) -> None:
     )  # fmt: skip
     plan = sync.build_plan(customers, report(frames.SUBSCRIPTION_REPORT, []), accounts)
     assert plan[["account_id", "key", "new_value"]].values.tolist() == [
-        [5, "stripe_customer_id", "cus_E"]
+        ["5", "stripe_customer_id", "cus_E"]
     ]
     assert list(sync.apply_plan(ctx, plan, actor="ana")["outcome"]) == ["applied"]
-    assert ctx.db.load_accounts().set_index("account_id").loc[5, "stripe_customer_id"] == "cus_E"
+    assert ctx.db.load_accounts().set_index("account_id").loc["5", "stripe_customer_id"] == "cus_E"
 
 
 def test_sqlite_json_column_written_by_another_serializer(tmp_path: Any) -> None:
@@ -419,8 +419,8 @@ def test_sqlite_json_column_written_by_another_serializer(tmp_path: Any) -> None
     result = sync.apply_plan(context, plan, actor="ana")
     assert list(result["outcome"]) == ["applied", "applied"], list(result["detail"])
     by_id = context.db.load_accounts().set_index("account_id")
-    assert json.loads(by_id.loc[1, "details"]) == {
+    assert json.loads(by_id.loc["1", "details"]) == {
         "stripe_customer_id": "cus_A", "plan": "gold", "subscription_status": "active"
     }  # fmt: skip
-    assert by_id.loc[2, "stripe_price_id"] == "p"
+    assert by_id.loc["2", "stripe_price_id"] == "p"
     context.db.engine.dispose()

@@ -30,7 +30,8 @@ widgets = pytest.importorskip("opskit.faces.widgets")
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSession]:
     path = tmp_path_factory.mktemp("widgets") / "demo.sqlite"
-    with demo.start(url=f"sqlite:///{path}") as s:
+    # The reference-shaped demo: these panels also write subscription fields to details.
+    with demo.start(url=f"sqlite:///{path}", shape="reference") as s:
         yield s
 
 
@@ -63,7 +64,7 @@ def test_reconcile_panel_runs_filters_and_charts(session: DemoSession, tmp_path:
     labels = [label for label, _ in panel.shops.options]
     assert any("Legacy Outlet" in label and "LIVE" in label for label in labels)
     assert "LIVE" in panel.live_badge.value  # every shop is selected, Legacy Outlet included
-    panel.shops.value = (1, 2, 3, 4)
+    panel.shops.value = ("1", "2", "3", "4")
     assert panel.live_badge.value == ""
     panel.shops.value = tuple(v for _, v in panel.shops.options)
 
@@ -107,7 +108,7 @@ def test_reconcile_panel_runs_filters_and_charts(session: DemoSession, tmp_path:
 def test_reconcile_panel_subscriptions_report(session: DemoSession) -> None:
     panel = widgets.reconcile_panel(session.ops)
     panel.report_choice.value = "subscriptions"
-    panel.shops.value = (1, 6)
+    panel.shops.value = ("1", "6")
     panel.run_button.click()
     offered = {v for _, v in panel.status_filter.options}
     assert {"multiple_active", "status_drift", "shop_error"} <= offered
@@ -132,12 +133,12 @@ def test_reconcile_panel_errors_stay_in_the_panel(
     broken.write_bytes(source.read_bytes())
     ops = opskit.connect(f"sqlite:///{broken}", stripe_api_base=session.sandbox.url)
     panel = widgets.reconcile_panel(ops, export_dir=tmp_path)
-    panel.shops.value = (1,)
+    panel.shops.value = ("1",)
     panel.run_button.click()
     assert panel.message.kind == "success" and "<tbody><tr>" in panel.table.value
     with sqlite3.connect(broken) as conn:
         conn.execute("DROP TABLE accounts")
-    panel.shops.value = (1, 2)
+    panel.shops.value = ("1", "2")
     panel.run_button.click()  # must not raise
     assert panel.message.kind == "error"
     assert "What to do" in panel.message.value
@@ -155,11 +156,11 @@ def test_reconcile_panel_errors_stay_in_the_panel(
 def test_sync_panel_dry_run_then_confirmed_apply(session: DemoSession) -> None:
     ops = session.ops
     panel = widgets.sync_panel(ops, actor="widget-test")
-    panel.shops.value = (2,)
+    panel.shops.value = ("2",)
     panel.plan_button.click()
     plan = panel.plan
     assert plan is not None and len(plan) > 1
-    assert set(plan["shop_id"]) == {2}
+    assert set(plan["shop_id"]) == {"2"}
     assert len(panel.rows.options) == len(plan) == len(panel.rows.value)
     assert ops.audit_log(action="sync.*").empty  # a dry run writes nothing
 
@@ -190,9 +191,9 @@ def test_sync_panel_dry_run_then_confirmed_apply(session: DemoSession) -> None:
     assert set(log["actor"]) == {"widget-test"}
     # The database has the new values; the deselected row kept its old one.
     for row in plan.iloc[1:].itertuples(index=False):
-        now = details(session, int(row.account_id))[row.key]
+        now = details(session, str(row.account_id))[row.key]
         assert (pd.isna(now) and pd.isna(row.new_value)) or now == row.new_value
-    kept = details(session, int(skipped["account_id"]))[skipped["key"]]
+    kept = details(session, str(skipped["account_id"]))[skipped["key"]]
     assert (pd.isna(kept) and pd.isna(skipped["old_value"])) or kept == skipped["old_value"]
     assert panel.apply_button.disabled and panel.plan is None  # a spent plan cannot be re-applied
 
@@ -210,7 +211,7 @@ def _linked_account(session: DemoSession, shop_id: int) -> pd.Series:
 def test_payment_panel_creates_payment_intent(session: DemoSession) -> None:
     account = _linked_account(session, 1)
     panel = widgets.payment_panel(session.ops, actor="widget-test")
-    panel.shop.value = 1
+    panel.shop.value = "1"
     assert panel.live_badge.value == ""
     panel.search.value = account["email"].upper()
     assert [v for _, v in panel.account.options] == [account["account_id"]]
@@ -246,7 +247,7 @@ def test_payment_panel_creates_payment_intent(session: DemoSession) -> None:
 def test_payment_panel_zero_decimal_currency(session: DemoSession) -> None:
     account = _linked_account(session, 4)
     panel = widgets.payment_panel(session.ops)
-    panel.shop.value = 4
+    panel.shop.value = "4"
     panel.search.value = account["email"]
     panel.amount.value = "500"
     panel.currency.value = "JPY"
@@ -260,7 +261,7 @@ def test_payment_panel_zero_decimal_currency(session: DemoSession) -> None:
 
 def test_payment_panel_refuses_bad_input_before_any_request(session: DemoSession) -> None:
     panel = widgets.payment_panel(session.ops)
-    panel.shop.value = 1
+    panel.shop.value = "1"
     before = session.sandbox.request_count()
     panel.amount.value = "0"
     assert "zero" in panel.amount_preview.value
@@ -275,7 +276,7 @@ def test_payment_panel_refuses_bad_input_before_any_request(session: DemoSession
     unlinked = session.ops.accounts([1])
     unlinked = unlinked[unlinked["stripe_customer_id"].isna() & unlinked["details_error"].isna()]
     panel.currency.value = "usd"
-    panel.account.value = unlinked.iloc[0]["account_id"]
+    panel.account.value = str(unlinked.iloc[0]["account_id"])
     panel.create_button.click()
     # Refused before the question, in the panel's terms: its own button, not a Python call.
     assert not panel.confirm.pending
@@ -289,7 +290,7 @@ def test_payment_panel_live_shop_needs_confirmation(
 ) -> None:
     monkeypatch.setenv("OPSKIT_ALLOW_LIVE_KEYS_ELSEWHERE", "1")  # a live key to the sandbox
     panel = widgets.payment_panel(session.ops)
-    panel.shop.value = 6
+    panel.shop.value = "6"
     assert "LIVE" in panel.live_badge.value
     # The demo's live shop links no customer: link one, so the request reaches Stripe.
     with sqlite3.connect(session.ops.ctx.db.url.removeprefix("sqlite:///")) as conn:
@@ -332,13 +333,13 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
     rows = _active_subscriptions(session, 3)
     first, second = rows.iloc[0], rows.iloc[1]
     panel = widgets.subscription_panel(ops, actor="widget-test")
-    panel.shop.value = 3
+    panel.shop.value = "3"
     # Every recurring price of the shop's Stripe account, in money, not only the ones in use.
     listed = set(ops.prices([3], progress=False)["stripe_price_id"])
     assert {value for _, value in panel.price.options} == listed and len(listed) == 2
     assert all(label.startswith("CHF ") for label, _ in panel.price.options)
 
-    panel.account.value = int(first["account_id"])
+    panel.account.value = str(first["account_id"])
     sid = first["stripe_subscription_id"]
     assert sid in panel.table.value and "active" in panel.table.value
     assert panel.subscription.value == sid
@@ -348,7 +349,7 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
     assert panel.message.kind == "success", panel.message.text
     assert client.v1.subscriptions.retrieve(sid).cancel_at_period_end is True
 
-    panel.account.value = int(second["account_id"])
+    panel.account.value = str(second["account_id"])
     sid2 = second["stripe_subscription_id"]
     # A second subscription while one is live: refused before the question, with guidance
     # in the panel's terms (its checkbox and buttons, not "pass force=True").
@@ -365,7 +366,7 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
     panel.confirm.confirm_button.click()
     assert panel.message.kind == "success", panel.message.text
     assert client.v1.subscriptions.retrieve(sid2).status == "canceled"
-    assert details(session, int(second["account_id"]))["subscription_status"] == "canceled"
+    assert details(session, str(second["account_id"]))["subscription_status"] == "canceled"
     assert "canceled" in panel.table.value
 
     # Now the account may subscribe again: created in Stripe and recorded locally.
@@ -374,7 +375,7 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
     assert panel.message.kind == "success", panel.message.text
     new_id = panel.last_result["id"]
     assert client.v1.subscriptions.retrieve(new_id).customer == second["stripe_customer_id"]
-    assert details(session, int(second["account_id"]))["stripe_subscription_id"] == new_id
+    assert details(session, str(second["account_id"]))["stripe_subscription_id"] == new_id
     assert new_id in panel.table.value
     actions = set(ops.audit_log(actor="widget-test", shop_id=3)["action"])
     assert {"subscription.cancel", "subscription.create"} <= actions
@@ -382,13 +383,13 @@ def test_subscription_panel_cancels_and_creates(session: DemoSession) -> None:
 
 def test_subscription_panel_live_shop(session: DemoSession) -> None:
     panel = widgets.subscription_panel(session.ops)
-    panel.shop.value = 6
+    panel.shop.value = "6"
     assert "LIVE" in panel.live_badge.value
     # Listing with a key Stripe rejects: an error in the panel, not "no subscriptions".
     assert panel.message.kind == "error" and "Legacy Outlet" in panel.message.text
     assert "What to do" in panel.message.value
     assert panel.progress.bar.bar_style == "danger"
-    panel.shop.value = 5  # no key at all: said so, nothing requested
+    panel.shop.value = "5"  # no key at all: said so, nothing requested
     assert panel.message.kind == "warning" and "no secret key" in panel.message.text
 
 
@@ -396,7 +397,7 @@ def test_payment_confirmation_is_for_what_was_asked(session: DemoSession) -> Non
     """Changing the form after the question was asked withdraws it: what runs is what was read."""
     account = _linked_account(session, 1)
     panel = widgets.payment_panel(session.ops, actor="stale-confirm")
-    panel.shop.value = 1
+    panel.shop.value = "1"
     panel.search.value = account["email"]
     panel.amount.value = "1.00"
     panel.currency.value = "usd"
@@ -412,13 +413,13 @@ def test_payment_confirmation_is_for_what_was_asked(session: DemoSession) -> Non
     panel.amount.value = "1.00"
     panel.create_button.click()
     assert panel.confirm.pending
-    panel.shop.value = 6
+    panel.shop.value = "6"
     assert not panel.confirm.pending
 
 
 def test_subscription_confirmation_is_for_the_account_asked(session: DemoSession) -> None:
     panel = widgets.subscription_panel(session.ops, actor="stale-confirm-sub")
-    panel.shop.value = 3
+    panel.shop.value = "3"
     linked = [v for label, v in panel.account.options if "no Stripe customer" not in label]
     first, second = linked[:2]
     panel.account.value = first
@@ -433,14 +434,14 @@ def test_subscription_confirmation_is_for_the_account_asked(session: DemoSession
 
 def test_subscription_panel_shows_local_details_as_text(session: DemoSession) -> None:
     """Details are the backend's JSON: markup in them is shown, not rendered."""
-    account_id = int(session.ops.accounts([5])["account_id"].iloc[0])
+    account_id = str(session.ops.accounts([5])["account_id"].iloc[0])
     with sqlite3.connect(session.ops.ctx.db.url.removeprefix("sqlite:///")) as conn:
         conn.execute(
             "UPDATE accounts SET details = ? WHERE id = ?",
             (json.dumps({"subscription_status": "<b>past_due</b>"}), account_id),
         )
     panel = widgets.subscription_panel(session.ops)
-    panel.shop.value = 5
+    panel.shop.value = "5"
     panel.account.value = account_id
     assert "&lt;b&gt;past_due&lt;/b&gt;" in panel.local.value
     assert "<b>past_due" not in panel.local.value

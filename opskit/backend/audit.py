@@ -1,13 +1,18 @@
 """The ``opskit_audit`` table: one row per write opskit attempts, to Stripe or the database.
 
-The table is created on first use (SQLite and PostgreSQL alike). A row says
-who (``actor``), where (``shop_id``), what (``action``, ``target``, ``params``),
+The table is created on first use, where opskit keeps its own tables (never
+in the backend's migration-managed ``public`` schema): on PostgreSQL in the
+``opskit`` schema (``Schema.own_schema``), or in another database
+(``Schema.own_database_url``); on SQLite in the same file. A row says
+who (``actor``), where (``shop_id``, the shop's id as text), what
+(``action``, ``target``, ``params``),
 with which ``idempotency_key``, how it went (``outcome``: ok / error /
 refused / pending / unknown), what it produced (``result``: an object id) or why it failed
 (``error``: one secret-free line), and Stripe's ``stripe_request_id``.
 
 Database writes append their audit row on the same connection, inside the
-same transaction, so a change and its trail commit or roll back together.
+same transaction, so a change and its trail commit or roll back together
+(when the audit lives in another database, right after, in its own).
 
 Stripe writes cannot share a transaction with the database, so they are
 recorded in two steps: :func:`begin_intent` commits a ``pending`` row (action,
@@ -38,6 +43,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from opskit.common.exceptions import ConfigurationError, InputError
+from opskit.common.ids import id_text
 from opskit.common.keys import redact
 from opskit.core import frames
 
@@ -68,9 +74,9 @@ _tables: weakref.WeakKeyDictionary[sa.Engine, sa.Table] = weakref.WeakKeyDiction
 _create_lock = threading.Lock()
 
 
-def audit_table(name: str = "opskit_audit") -> sa.Table:
-    """The table's definition (not bound to any database)."""
-    md = sa.MetaData()
+def audit_table(name: str = "opskit_audit", schema: str | None = None) -> sa.Table:
+    """The table's definition (not bound to any database); ids are text."""
+    md = sa.MetaData(schema=schema)
     return sa.Table(
         name,
         md,
@@ -82,7 +88,7 @@ def audit_table(name: str = "opskit_audit") -> sa.Table:
         ),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.Text, nullable=False),
-        sa.Column("shop_id", sa.Integer, nullable=True),
+        sa.Column("shop_id", sa.Text, nullable=True),
         sa.Column("action", sa.Text, nullable=False),
         sa.Column("target", sa.Text, nullable=True),
         sa.Column("params", sa.Text, nullable=True),
@@ -131,17 +137,19 @@ def check_table_name(engine: sa.Engine, name: str) -> None:
 
 def ensure_table(db: Database) -> sa.Table:
     """The audit table of ``db``, created if missing (in a transaction of its own)."""
-    table = _tables.get(db.engine)
+    engine = db.own_engine
+    table = _tables.get(engine)
     if table is not None:
         return table
     with _create_lock:  # threads of this process create it once
-        table = _tables.get(db.engine)
+        table = _tables.get(engine)
         if table is None:
-            check_table_name(db.engine, db.schema.audit_table)
-            table = audit_table(db.schema.audit_table)
+            check_table_name(engine, db.schema.audit_table)
+            table = audit_table(db.schema.audit_table, db.own_schema)
             for attempt in range(3):
                 try:
-                    with db.engine.begin() as conn:
+                    db.ensure_own_schema()
+                    with engine.begin() as conn:
                         table.metadata.create_all(conn, checkfirst=True)
                         _add_intent_columns(conn, table)
                     break
@@ -150,8 +158,12 @@ def ensure_table(db: Database) -> sa.Table:
                     # (PostgreSQL: duplicate pg_type / pg_class row): look again.
                     if attempt == 2:
                         raise
-            _tables[db.engine] = table
+            _tables[engine] = table
     return table
+
+
+def _same_database(db: Database) -> bool:
+    return db.own_engine is db.engine
 
 
 def _add_intent_columns(conn: sa.Connection, table: sa.Table) -> None:
@@ -165,11 +177,12 @@ def _add_intent_columns(conn: sa.Connection, table: sa.Table) -> None:
         conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {kind}"))
 
 
+
 def append(
     db: Database,
     *,
     actor: str,
-    shop_id: int | None,
+    shop_id: Any,
     action: str,
     target: str | None,
     params: Mapping[str, Any] | None,
@@ -182,8 +195,9 @@ def append(
 ) -> int:
     """Append one row and return its ``audit_id``.
 
-    With ``conn`` the row joins that connection's transaction; without, it is
-    committed on its own.
+    With ``conn`` the row joins that connection's transaction (when the audit
+    lives in the backend's database); otherwise it is committed on its own.
+    ``shop_id`` may be str, int or UUID; it is stored as text.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {outcome!r}")
@@ -196,7 +210,7 @@ def append(
     row = {
         "at": datetime.now(UTC),
         "actor": redact(actor.strip()),
-        "shop_id": None if shop_id is None else int(shop_id),
+        "shop_id": id_text(shop_id),
         "action": action,
         "target": None if target is None else redact(target),  # ids typed by a user
         "params": None if params is None else _params_json(params),
@@ -207,9 +221,9 @@ def append(
         "stripe_request_id": stripe_request_id,
     }
     stmt = table.insert().values(**row).returning(table.c.audit_id)
-    if conn is not None:
+    if conn is not None and _same_database(db):
         return int(conn.execute(stmt).scalar_one())
-    with db.engine.begin() as own:
+    with db.own_engine.begin() as own:
         return int(own.execute(stmt).scalar_one())
 
 
@@ -217,7 +231,7 @@ def begin_intent(
     db: Database,
     *,
     actor: str,
-    shop_id: int | None,
+    shop_id: Any,
     action: str,
     target: str | None,
     params: Mapping[str, Any] | None,
@@ -277,9 +291,9 @@ def complete(
         .where(table.c.audit_id == int(audit_id), table.c.outcome.in_(OPEN_OUTCOMES))
         .values(**values)
     )
-    if conn is not None:
+    if conn is not None and _same_database(db):
         return bool(conn.execute(stmt).rowcount == 1)
-    with db.engine.begin() as own:
+    with db.own_engine.begin() as own:
         return bool(own.execute(stmt).rowcount == 1)
 
 
@@ -289,7 +303,7 @@ def open_intents(db: Database, *, older_than: float = 0.0) -> pd.DataFrame:
     ``older_than`` (seconds) leaves out intents begun more recently than that, which
     may still be in flight in another process. A frames.AUDIT frame, oldest first.
     """
-    if not sa.inspect(db.engine).has_table(db.schema.audit_table):
+    if not sa.inspect(db.own_engine).has_table(db.schema.audit_table, schema=db.own_schema):
         return frames.empty(frames.AUDIT)
     table = ensure_table(db)
     stmt = (
@@ -297,7 +311,7 @@ def open_intents(db: Database, *, older_than: float = 0.0) -> pd.DataFrame:
     )
     if older_than > 0:
         stmt = stmt.where(table.c.at <= datetime.now(UTC) - timedelta(seconds=older_than))
-    with db.engine.connect() as conn:
+    with db.own_engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     if not rows:
         return frames.empty(frames.AUDIT)
@@ -328,7 +342,7 @@ def read_log(
             f"unknown audit filter(s) {', '.join(unknown)}",
             guidance=f"Filter on {', '.join(_FILTERS)}, since, until or limit.",
         )
-    if not sa.inspect(db.engine).has_table(db.schema.audit_table):
+    if not sa.inspect(db.own_engine).has_table(db.schema.audit_table, schema=db.own_schema):
         return frames.empty(frames.AUDIT)  # nothing written yet; reading creates nothing
     table = ensure_table(db)
     stmt = sa.select(table).order_by(table.c.audit_id.desc())
@@ -337,6 +351,8 @@ def read_log(
             continue
         col = table.c[name]
         values = list(value) if isinstance(value, list | tuple | set) else [value]
+        if name == "shop_id":
+            values = [id_text(v) for v in values]
         if name == "action" and len(values) == 1 and str(values[0]).endswith("*"):
             stmt = stmt.where(col.startswith(str(values[0])[:-1], autoescape=True))
         else:
@@ -347,7 +363,7 @@ def read_log(
         stmt = stmt.where(table.c.at < _utc(until))
     if limit is not None:
         stmt = stmt.limit(int(limit))
-    with db.engine.connect() as conn:
+    with db.own_engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     if not rows:
         return frames.empty(frames.AUDIT)

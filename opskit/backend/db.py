@@ -6,7 +6,10 @@ I/O lives here; the rest of opskit works on the DataFrames this returns.
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pandas as pd
@@ -15,28 +18,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from opskit.backend.schema import Schema
+from opskit.backend.schema import DETAIL_KEYS, Schema, detect
 from opskit.common.exceptions import (
     DatabaseUnavailable,
     SchemaMismatch,
     UnknownAccount,
     UnknownShop,
 )
+from opskit.common.ids import digits_only, id_list, id_sort_key, id_text
 from opskit.common.keys import classify_secret_key, mask_key
 from opskit.common.models import Account, Shop, detail_text, parse_details
 from opskit.common.urls import safe_url
 from opskit.core import frames
 
-# The details keys opskit flattens into columns; every other key is carried untouched.
-DETAIL_KEYS = (
-    "stripe_customer_id",
-    "stripe_subscription_id",
-    "subscription_status",
-    "stripe_price_id",
-)
-
-
-# Query parameters that carry a secret (libpq takes ?password=... and ?sslpassword=...).
+log = logging.getLogger(__name__)
 
 
 def create_engine(url: str) -> Engine:
@@ -66,24 +61,67 @@ def create_engine(url: str) -> Engine:
 
 
 class Database:
-    """One backend database, its schema mapping checked at construction."""
+    """One backend database, its schema mapping detected or checked at construction.
+
+    ``schema`` None: the tables say which mapping fits (:func:`opskit.backend.schema.detect`:
+    shop-backend's, or opskit's first reference schema); ``mapping`` tells which.
+    Local ids go in and out as text; each query converts them to the column's own type.
+    """
 
     def __init__(self, url: str, schema: Schema | None = None) -> None:
         self.url = url
-        self.schema = schema or Schema()
         self.engine = create_engine(url)
-        self._check_schema()
+        self.detected = schema is None
+        self.schema = schema or Schema()
+        self._check_schema(detect_mapping=schema is None)
+        self._own_engine: Engine | None = None
 
     def __repr__(self) -> str:
-        return f"Database({safe_url(self.url)!r})"
+        return f"Database({safe_url(self.url)!r}, {self.schema.profile})"
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def mapping(self) -> str:
+        """Which mapping opskit uses here, and whether it was detected or given."""
+        how = "detected from the tables" if self.detected else "given"
+        return f"{self.schema.describe()} ({how})"
+
+    # -- opskit's own tables -------------------------------------------------------------
+
+    @property
+    def own_engine(self) -> Engine:
+        """Where opskit's own tables live: ``Schema.own_database_url``, else this database."""
+        if self.schema.own_database_url is None:
+            return self.engine
+        if self._own_engine is None:
+            self._own_engine = create_engine(self.schema.own_database_url)
+        return self._own_engine
+
+    @property
+    def own_schema(self) -> str | None:
+        """The PostgreSQL schema of opskit's own tables (``opskit``), None on SQLite.
+
+        Never ``public``: the backend's migrations own that schema. In another
+        database (``own_database_url``) its default schema is used.
+        """
+        if self.schema.own_database_url is not None or self.own_engine.dialect.name == "sqlite":
+            return None
+        return self.schema.own_schema
+
+    def ensure_own_schema(self) -> None:
+        """Create opskit's PostgreSQL schema if it is missing (idempotent)."""
+        name = self.own_schema
+        if name is None:
+            return
+        with self.own_engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema(name, if_not_exists=True))
+
     # -- schema ----------------------------------------------------------------------
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, *, detect_mapping: bool) -> None:
         try:
             inspector = sa.inspect(self.engine)
             tables = set(inspector.get_table_names())
@@ -91,6 +129,19 @@ class Database:
             raise DatabaseUnavailable(
                 f"cannot connect to {safe_url(self.url)!r}: {_first_line(exc)}"
             ) from None
+        columns: dict[str, list[str]] = {}
+
+        def cols(table: str) -> list[str]:
+            if table not in columns:
+                columns[table] = [c["name"] for c in inspector.get_columns(table)]
+            return columns[table]
+
+        if detect_mapping:
+            self.schema = detect(
+                {t: cols(t) for t in tables if t in ("shops", "accounts")}
+                | {t: [] for t in tables if t not in ("shops", "accounts")}
+            )
+            log.info("opskit: %s", self.mapping)
         s = self.schema
         for table, wanted in (
             (s.shops_table, s.shop_columns()),
@@ -101,113 +152,280 @@ class Database:
                 raise SchemaMismatch(
                     f"table {table!r} not found in {safe_url(self.url)!r}; found: {found}"
                 )
-            columns = {c["name"] for c in inspector.get_columns(table)}
-            missing = [c for c in wanted if c not in columns]
+            missing = [c for c in wanted if c not in cols(table)]
             if missing:
                 raise SchemaMismatch(
                     f"table {table!r} has no column {', '.join(map(repr, missing))}; "
-                    f"found: {', '.join(sorted(columns))}"
+                    f"found: {', '.join(sorted(cols(table)))}"
                 )
+        self._tables = tables
         metadata = sa.MetaData()
         self.shops_table = sa.Table(s.shops_table, metadata, autoload_with=self.engine)
         self.accounts_table = sa.Table(s.accounts_table, metadata, autoload_with=self.engine)
+        self._metadata = metadata
+
+    def _optional_table(self, name: str | None, wanted: list[str], what: str) -> sa.Table:
+        """A reflected orders/products table, or SchemaMismatch naming what exists."""
+        if name is None:
+            raise SchemaMismatch(
+                f"this backend's mapping has no {what} table ({self.schema.profile})",
+                guidance=f"Map it with opskit.Schema({what}_table='...').",
+            )
+        if name in self._metadata.tables:
+            return self._metadata.tables[name]
+        inspector = sa.inspect(self.engine)
+        if not inspector.has_table(name):
+            found = ", ".join(sorted(inspector.get_table_names())) or "no tables at all"
+            raise SchemaMismatch(f"table {name!r} not found; found: {found}")
+        found_cols = [c["name"] for c in inspector.get_columns(name)]
+        missing = [c for c in wanted if c not in found_cols]
+        if missing:
+            raise SchemaMismatch(
+                f"table {name!r} has no column {', '.join(map(repr, missing))}; "
+                f"found: {', '.join(sorted(found_cols))}"
+            )
+        return sa.Table(name, self._metadata, autoload_with=self.engine)
+
+    # -- ids -------------------------------------------------------------------------
+
+    def _ids_for(self, col: sa.Column[Any], ids: Iterable[str]) -> list[Any]:
+        """Id texts as values of ``col``'s own type; ids that cannot be one are dropped."""
+        out = []
+        for text in ids:
+            try:
+                out.append(to_column_type(col, text))
+            except (TypeError, ValueError):
+                continue
+        return out
 
     # -- shops -----------------------------------------------------------------------
 
-    def shop_objects(self) -> dict[int, Shop]:
-        """Every shop with its raw key, by id: for building Stripe clients, never for display."""
+    def shop_objects(self) -> dict[str, Shop]:
+        """Every shop with its raw key, by id text: for Stripe clients, never for display."""
         s, t = self.schema, self.shops_table
+        public = t.c[s.shop_public_key] if s.shop_public_key else sa.null()
         stmt = sa.select(
-            t.c[s.shop_id], t.c[s.shop_name], t.c[s.shop_secret_key], t.c[s.shop_public_key]
-        ).order_by(t.c[s.shop_id])
+            sa.cast(t.c[s.shop_id], sa.Text), t.c[s.shop_name], t.c[s.shop_secret_key], public
+        )
         with self._connect() as conn:
             rows = conn.execute(stmt).all()
-        return {
-            int(r[0]): Shop(id=int(r[0]), name=r[1], stripe_secret_key=r[2], stripe_public_key=r[3])
+        shops = [
+            Shop(id=id_text(r[0]), name=r[1], stripe_secret_key=r[2], stripe_public_key=r[3])
             for r in rows
-        }
+        ]
+        order = id_sort_key(pd.Series([x.id for x in shops], dtype="string"))
+        return {shops[i].id: shops[i] for i in order.argsort(kind="stable")}  # type: ignore[misc]
 
-    def shop(self, shop_id: int) -> Shop:
+    def shop(self, shop_id: Any) -> Shop:
         shops = self.shop_objects()
-        try:
-            return shops[int(shop_id)]
-        except (KeyError, ValueError, TypeError):
-            raise UnknownShop(
-                f"no shop with id {shop_id!r}; known shop ids: {_id_list(shops)}"
-            ) from None
+        canon = self._canonical_shop_ids(id_list(shop_id) or [], shops)
+        if len(canon) == 1 and canon[0] in shops:
+            return shops[canon[0]]
+        raise UnknownShop(f"no shop with id {_shown(shop_id)}; known shop ids: {_id_list(shops)}")
 
-    def check_shop_ids(self, shop_ids: Iterable[int] | None) -> list[int] | None:
-        """Validate a shop filter; None means all shops. Unknown ids are an error, not ignored."""
-        if shop_ids is None:
-            return None
-        if isinstance(shop_ids, int | str):
-            shop_ids = [shop_ids]  # type: ignore[list-item]
-        known = self.shop_objects()
-        wanted: list[int] = []
-        for sid in shop_ids:
+    def _canonical_shop_ids(self, texts: list[str], known: Mapping[str, Shop]) -> list[str]:
+        col = self.shops_table.c[self.schema.shop_id]
+        out = []
+        for text in texts:
             try:
-                wanted.append(int(sid))
+                out.append(id_text(to_column_type(col, text)) or text)
             except (TypeError, ValueError):
-                raise UnknownShop(f"shop id {sid!r} is not an integer") from None
+                out.append(text)
+            if out[-1] not in known:  # a text column holding UUIDs: try the canonical form
+                try:
+                    alt = str(uuid.UUID(text))
+                except ValueError:
+                    continue
+                if alt in known:
+                    out[-1] = alt
+        return out
+
+    def check_shop_ids(self, shop_ids: Any) -> list[str] | None:
+        """Validate a shop filter (str, int, UUID or a list of them); None means all shops.
+
+        Returns the shops' ids as text, in the database's canonical form. Unknown
+        ids are an error (:class:`UnknownShop`), not ignored.
+        """
+        try:
+            texts = id_list(shop_ids)
+        except TypeError as exc:
+            raise UnknownShop(f"shop ids: {exc}") from None
+        if texts is None:
+            return None
+        known = self.shop_objects()
+        wanted = self._canonical_shop_ids(texts, known)
         unknown = [sid for sid in wanted if sid not in known]
         if unknown:
-            raise UnknownShop(
-                f"unknown shop id(s) {', '.join(map(str, unknown))}; known: {_id_list(known)}"
-            )
-        return sorted(set(wanted))
+            raise UnknownShop(f"unknown shop id(s) {', '.join(unknown)}; known: {_id_list(known)}")
+        return [sid for sid in known if sid in set(wanted)]
 
-    def load_shops(self, shop_ids: Iterable[int] | None = None) -> pd.DataFrame:
+    def load_shops(self, shop_ids: Any = None) -> pd.DataFrame:
         wanted = self.check_shop_ids(shop_ids)
         shops = [s for s in self.shop_objects().values() if wanted is None or s.id in wanted]
         return shops_frame(shops)
 
     # -- accounts --------------------------------------------------------------------
 
-    def load_accounts(self, shop_ids: Iterable[int] | None = None) -> pd.DataFrame:
+    def load_accounts(self, shop_ids: Any = None) -> pd.DataFrame:
+        """The ACCOUNTS frame (see :data:`opskit.core.frames.ACCOUNTS`) of the shops.
+
+        ``email`` comes from ``Schema.account_email`` (shop-backend: ``accounts.name``),
+        ``name`` from ``Schema.account_name`` (<NA> when the backend has none); the
+        known details keys are flattened; details that are NULL, JSON null or ``{}``
+        are empty (``details_error`` <NA>); only invalid JSON or a non-object is flagged.
+        """
         wanted = self.check_shop_ids(shop_ids)
         s, t = self.schema, self.accounts_table
         raw_details = t.c[s.account_details]
         extraction = _details_extraction(self.dialect, raw_details)
+
+        def opt(name: str | None) -> Any:
+            return t.c[name] if name else sa.null()
+
         cols: list[Any] = [
-            t.c[s.account_id],
-            t.c[s.account_shop_id],
-            t.c[s.account_email],
-            t.c[s.account_name],
+            sa.cast(t.c[s.account_id], sa.Text),
+            sa.cast(t.c[s.account_shop_id], sa.Text),
+            opt(s.account_email),
+            opt(s.account_name),
             raw_details if self.dialect == "sqlite" else sa.cast(raw_details, sa.Text),
         ]
         for name in (s.account_created_at, s.account_updated_at):
             cols.append(_as_text(t.c[name], self.dialect) if name else sa.null())
         if extraction is not None:
             cols += extraction
+        # Ordered in the ids' own types: integers numerically, UUIDs as their text sorts.
         stmt = sa.select(*cols).order_by(t.c[s.account_shop_id], t.c[s.account_id])
         if wanted is not None:
-            stmt = stmt.where(t.c[s.account_shop_id].in_(wanted))
+            shop_col = t.c[s.account_shop_id]
+            stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
         with self._connect() as conn:
             # Straight from the DBAPI cursor: a million Row objects cost seconds.
             rows = conn.execute(stmt).cursor.fetchall()  # type: ignore[attr-defined]
-        if extraction is None:
-            return accounts_frame(rows)
-        return accounts_frame_extracted(rows)
+        frame = accounts_frame(rows) if extraction is None else accounts_frame_extracted(rows)
+        return frames.conform(frame, frames.ACCOUNTS)
 
-    def account(self, account_id: int) -> tuple[Account, str | None]:
-        """One account and its raw details text (for optimistic checks)."""
+    def account(self, account_id: Any) -> tuple[Account, Any]:
+        """One account and its raw details (for optimistic checks); ids as text."""
         s, t = self.schema, self.accounts_table
         details: Any = t.c[s.account_details]
         if self.dialect != "sqlite":
             details = sa.cast(details, sa.Text)
+
+        def opt(name: str | None) -> Any:
+            return t.c[name] if name else sa.null()
+
+        col = t.c[s.account_id]
+        value = self.account_key(account_id)
         stmt = sa.select(
-            t.c[s.account_id],
-            t.c[s.account_shop_id],
-            t.c[s.account_email],
-            t.c[s.account_name],
+            sa.cast(col, sa.Text),
+            sa.cast(t.c[s.account_shop_id], sa.Text),
+            opt(s.account_email),
+            opt(s.account_name),
             details,
-        ).where(t.c[s.account_id] == _int_or_unknown(account_id))
+        ).where(col == value)
         with self._connect() as conn:
             row = conn.execute(stmt).first()
         if row is None:
-            raise UnknownAccount(f"no account with id {account_id!r}")
+            raise UnknownAccount(f"no account with id {_shown(account_id)}")
         parsed, _ = parse_details(row[4])
-        return Account(id=row[0], shop_id=row[1], email=row[2], name=row[3], details=parsed), row[4]
+        account = Account(
+            id=id_text(row[0]), shop_id=id_text(row[1]), email=row[2], name=row[3], details=parsed
+        )
+        return account, row[4]
+
+    def account_key(self, account_id: Any) -> Any:
+        """``account_id`` (str, int or UUID) in the account id column's own type.
+
+        :class:`UnknownAccount` when it cannot be one (e.g. "abc" for a UUID column).
+        """
+        col = self.accounts_table.c[self.schema.account_id]
+        try:
+            return to_column_type(col, account_id)
+        except (TypeError, ValueError):
+            raise UnknownAccount(
+                f"no account with id {_shown(account_id)}: not a valid "
+                f"{_type_name(col)} id for {self.schema.accounts_table}.{self.schema.account_id}"
+            ) from None
+
+    # -- orders and products -----------------------------------------------------------
+
+    def load_orders(self, shop_ids: Any = None) -> pd.DataFrame:
+        """The ORDERS frame (:data:`opskit.core.frames.ORDERS`) of the shops.
+
+        ``amount``: the float ``total`` (major units) in integer minor units, through
+        ``Decimal(repr(total))`` rounded half-up, never truncated (19.995 -> 2000);
+        ``currency``: ``Schema.order_currency``; times from columns without a zone are
+        taken as UTC. A mapping without orders (``Schema.orders_table=None``, e.g. the
+        reference schema) gives an empty frame; a mapped table that does not exist
+        raises :class:`SchemaMismatch`.
+        """
+        wanted = self.check_shop_ids(shop_ids)
+        s = self.schema
+        if s.orders_table is None:  # the mapping says this backend keeps no orders
+            return frames.empty(frames.ORDERS)
+        t = self._optional_table(s.orders_table, s.order_columns(), "orders")
+
+        def opt(name: str | None, text: bool = False) -> Any:
+            if not name:
+                return sa.null()
+            return sa.cast(t.c[name], sa.Text) if text else t.c[name]
+
+        stmt = sa.select(
+            opt(s.order_id, True),
+            opt(s.order_shop_id, True),
+            opt(s.order_account_id, True),
+            opt(s.order_status),
+            opt(s.order_total),
+            _as_text(t.c[s.order_created_at], self.dialect) if s.order_created_at else sa.null(),
+            _as_text(t.c[s.order_completed_at], self.dialect)
+            if s.order_completed_at
+            else sa.null(),
+        )
+        if wanted is not None:
+            shop_col = t.c[s.order_shop_id]
+            stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
+        with self._connect() as conn:
+            rows = conn.execute(stmt).all()
+        return orders_frame(rows, s.order_currency)
+
+    def load_products(self, shop_ids: Any = None) -> pd.DataFrame:
+        """The PRODUCTS frame: each product's recurring list prices in minor units."""
+        wanted = self.check_shop_ids(shop_ids)
+        s = self.schema
+        if s.products_table is None:
+            return frames.empty(frames.PRODUCTS)
+        t = self._optional_table(s.products_table, s.product_columns(), "products")
+
+        def opt(name: str | None) -> Any:
+            return t.c[name] if name else sa.null()
+
+        stmt = sa.select(
+            sa.cast(t.c[s.product_id], sa.Text),
+            sa.cast(t.c[s.product_shop_id], sa.Text),
+            opt(s.product_monthly),
+            opt(s.product_yearly),
+        )
+        if wanted is not None:
+            shop_col = t.c[s.product_shop_id]
+            stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
+        with self._connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return frames.empty(frames.PRODUCTS)
+        ids, shops, monthly, yearly = zip(*rows, strict=True)
+        df = pd.DataFrame(
+            {
+                "product_id": pd.array([id_text(x) for x in ids], dtype="string"),
+                "shop_id": pd.array([id_text(x) for x in shops], dtype="string"),
+                "monthly_amount": pd.array([to_cents(x) for x in monthly], dtype="Int64"),
+                "yearly_amount": pd.array([to_cents(x) for x in yearly], dtype="Int64"),
+                "currency": pd.array([s.order_currency] * len(ids), dtype="string"),
+            }
+        )
+        return _sorted_ids(frames.conform(df, frames.PRODUCTS), ["shop_id", "product_id"])
+
+    def has_table(self, name: str | None) -> bool:
+        return name is not None and sa.inspect(self.engine).has_table(name)
 
     def _connect(self) -> sa.Connection:
         try:
@@ -216,6 +434,96 @@ class Database:
             raise DatabaseUnavailable(
                 f"cannot connect to {safe_url(self.url)!r}: {_first_line(exc)}"
             ) from None
+
+
+# -- ids in the database's own type ----------------------------------------------------------
+
+
+def to_column_type(col: sa.Column[Any] | Any, value: Any) -> Any:
+    """``value`` (str, int or UUID) as a value of ``col``'s Python type, for comparisons.
+
+    A UUID column gets a :class:`uuid.UUID`, an integer column an int (only from
+    decimal digits), a text column the canonical text (a UUID in text form: lower
+    case, as ``str(uuid)`` writes it). Raises ``ValueError`` or
+    ``TypeError`` when ``value`` cannot be such an id.
+    """
+    text = id_text(value)
+    if text is None:
+        raise ValueError("no id")
+    try:
+        py = col.type.python_type
+    except (NotImplementedError, AttributeError):
+        py = str
+    if py is uuid.UUID:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(text)
+    if isinstance(py, type) and issubclass(py, int) and not issubclass(py, bool):
+        if not digits_only(text):
+            raise ValueError(f"{text!r} is not an integer id")
+        return py(text)
+    if len(text) == 36 and text.count("-") == 4:  # a UUID kept as text: its canonical form
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            return text
+    return text
+
+
+def _type_name(col: Any) -> str:
+    try:
+        py = col.type.python_type
+    except (NotImplementedError, AttributeError):
+        return "text"
+    return {uuid.UUID: "UUID", int: "integer"}.get(py, "text")
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = id_text(value)
+    except TypeError:
+        return repr(value)
+    return repr(text) if text is not None else repr(value)
+
+
+def _sorted_ids(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``df`` sorted by id columns: integer ids numerically, others as text."""
+    if len(df) < 2:
+        return df.reset_index(drop=True)
+    order = pd.DataFrame({k: id_sort_key(df[k]) for k in keys})
+    idx = order.sort_values(keys, kind="stable", na_position="last").index
+    return df.loc[idx].reset_index(drop=True)
+
+
+def to_cents(value: Any) -> int | None:
+    """Float major units (euros) in integer minor units, half-up through Decimal; None stays."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, Decimal):
+        dec = value
+    else:  # repr: the shortest text that reads back as this float (19.995, not 19.99499...)
+        dec = Decimal(repr(value) if isinstance(value, float) else str(value))
+    return int((dec * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def orders_frame(rows: Sequence[Sequence[Any]], currency: str) -> pd.DataFrame:
+    """Rows of (id, shop_id, account_id, status, total, created_at, completed_at) to ORDERS."""
+    if not rows:
+        return frames.empty(frames.ORDERS)
+    ids, shops, accounts, status, totals, created, completed = zip(*rows, strict=True)
+    df = pd.DataFrame(
+        {
+            "order_id": pd.array([id_text(x) for x in ids], dtype="string"),
+            "shop_id": pd.array([id_text(x) for x in shops], dtype="string"),
+            "account_id": pd.array([id_text(x) for x in accounts], dtype="string"),
+            "status": pd.array(status, dtype="string"),
+            "amount": pd.array([to_cents(x) for x in totals], dtype="Int64"),
+            "currency": pd.array([currency.lower()] * len(ids), dtype="string"),
+            "created_at": _utc(created),
+            "completed_at": _utc(completed),
+        }
+    )
+    return _sorted_ids(frames.conform(df, frames.ORDERS), ["shop_id", "order_id"])
 
 
 # -- frame builders (pure, shared by the loaders and the benchmark) ------------------------
@@ -227,7 +535,7 @@ def shops_frame(shops: Sequence[Shop]) -> pd.DataFrame:
     return frames.conform(
         pd.DataFrame(
             {
-                "shop_id": pd.array([s.id for s in shops], dtype="Int64"),
+                "shop_id": pd.array([s.id for s in shops], dtype="string"),
                 "shop_name": pd.array([s.name for s in shops], dtype="string"),
                 "mode": pd.array([i.mode for i in infos], dtype="string"),
                 "secret_key": pd.array([i.masked for i in infos], dtype="string"),
@@ -263,7 +571,7 @@ def accounts_frame_extracted(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
 
     Row layout: (id, shop_id, email, name, details_text, created_at, updated_at,
     is_object, *DETAIL_KEYS). Only rows that are not JSON objects are parsed in
-    Python, to explain what is wrong with them.
+    Python, to explain what is wrong with them (SQL NULL and JSON null are not wrong).
     """
     if not rows:
         return frames.empty(frames.ACCOUNTS)
@@ -330,13 +638,19 @@ def _accounts_from_columns(
     updated: Sequence[Any],
 ) -> pd.DataFrame:
     """The ACCOUNTS frame from its columns, in spec order and dtypes."""
+    synced = pd.Series(pd.array(flat["stripe_synced_at"], dtype="string"))
     return pd.DataFrame(
         {
-            "account_id": pd.array(ids, dtype="Int64"),
-            "shop_id": pd.array(shop_ids, dtype="Int64"),
+            "account_id": pd.array(ids, dtype="string"),  # text already (cast in SQL)
+            "shop_id": pd.array(shop_ids, dtype="string"),
             "email": pd.array(emails, dtype="string"),
             "name": pd.array(names, dtype="string"),
-            **{k: pd.array(flat[k], dtype="string") for k in DETAIL_KEYS},
+            **{
+                k: pd.array(flat[k], dtype="string") for k in DETAIL_KEYS if k != "stripe_synced_at"
+            },
+            "stripe_synced_at": pd.to_datetime(
+                synced, utc=True, errors="coerce", format="ISO8601"
+            ).astype(frames.UTC_TIME),
             "details": pd.array(texts, dtype="string"),
             "details_error": pd.array(errors, dtype="string"),
             "created_at": _utc(created),
@@ -366,16 +680,9 @@ def _as_text(col: Any, dialect: str) -> Any:
     return col if dialect == "sqlite" else sa.cast(col, sa.Text)
 
 
-def _int_or_unknown(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise UnknownAccount(f"account id {value!r} is not an integer") from None
-
-
-def _id_list(shops: dict[int, Shop]) -> str:
-    ids = sorted(shops)
-    text = ", ".join(map(str, ids[:20]))
+def _id_list(shops: Mapping[str, Shop]) -> str:
+    ids = list(shops)
+    text = ", ".join(ids[:20])
     return text + (", ..." if len(ids) > 20 else "") if ids else "none"
 
 
@@ -390,11 +697,13 @@ def _first_line(exc: BaseException) -> str:
 def reference_metadata(
     schema: Schema | None = None, *, dialect: str = "sqlite", details_as_text: bool = False
 ) -> sa.MetaData:
-    """The reference schema of ARCHITECTURE.md: JSON details on PostgreSQL, text on SQLite.
+    """opskit's first reference schema (integer ids, an email column, timestamps):
+    JSON details on PostgreSQL, text on SQLite. shop-backend's own tables:
+    :func:`opskit.backend.tables.shop_backend_metadata`.
 
     ``details_as_text`` models backends that keep details in a text column on PostgreSQL too.
     """
-    s = schema or Schema()
+    s = schema or Schema.reference()
     as_text = dialect == "sqlite" or details_as_text
     details_type: Any = sa.Text() if as_text else sa.JSON()
     md = sa.MetaData()
@@ -404,15 +713,14 @@ def reference_metadata(
         sa.Column(s.shop_id, sa.Integer, primary_key=True),
         sa.Column(s.shop_name, sa.Text, nullable=False),
         sa.Column(s.shop_secret_key, sa.Text, nullable=True),
-        sa.Column(s.shop_public_key, sa.Text, nullable=True),
+        *([sa.Column(s.shop_public_key, sa.Text, nullable=True)] if s.shop_public_key else []),
     )
     columns: list[Any] = [
         sa.Column(s.account_id, sa.Integer, primary_key=True),
         sa.Column(
             s.account_shop_id, sa.Integer, sa.ForeignKey(f"{s.shops_table}.{s.shop_id}"), index=True
         ),
-        sa.Column(s.account_email, sa.Text),
-        sa.Column(s.account_name, sa.Text),
+        *[sa.Column(c, sa.Text) for c in (s.account_email, s.account_name) if c],
         sa.Column(s.account_details, details_type, nullable=True),
     ]
     for name in (s.account_created_at, s.account_updated_at):

@@ -5,8 +5,13 @@ order). A change is only written when the key still holds the value the caller
 expected (the optimistic check of a sync plan, or the value read before a
 Stripe call); otherwise :class:`~opskit.common.exceptions.StaleWrite` and nothing is
 written. Details that are not a JSON object are refused
-(:class:`DetailsUnreadable`) rather than overwritten; NULL details count as an
-empty object.
+(:class:`DetailsUnreadable`) rather than overwritten; SQL NULL, JSON null and
+``{}`` are empty details, written to like any object.
+
+Values are given as text (the sync plan's ``new_value``); keys in
+:data:`JSON_KEYS` (``stripe_customer``, the Customer snapshot) hold a JSON
+object, written as an object exactly as shop-backend's admin sync writes it,
+and compared as objects (PostgreSQL may render stored JSON differently).
 
 Atomicity of check and write:
 
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from opskit.common.exceptions import DetailsUnreadable, InputError, StaleWrite, UnknownAccount
+from opskit.common.ids import id_text
 from opskit.common.models import detail_text, parse_details
 
 if TYPE_CHECKING:
@@ -53,12 +59,16 @@ _MISSING = object()
 class DetailsWrite:
     """What one write did: the account, its shop and each key's (old, new) value."""
 
-    account_id: int
-    shop_id: int | None
+    account_id: str
+    shop_id: str | None
     changes: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # True when the details already held every change (a re-applied plan row, a
     # concurrent identical write): nothing was written, and that is success.
     already: bool = False
+
+
+#: Details keys whose value is a JSON object, given and shown as JSON text.
+JSON_KEYS = frozenset({"stripe_customer"})
 
 
 def detail_value(details: Mapping[str, Any], key: str) -> str | None:
@@ -72,25 +82,54 @@ def merge_details(details: Mapping[str, Any], changes: Mapping[str, str | None])
     for key, value in changes.items():
         if value is None:
             merged.pop(key, None)
+        elif key in JSON_KEYS and isinstance(value, str):
+            merged[key] = _json_object(key, value)
         else:
             merged[key] = value
     return merged
 
 
+def _json_object(key: str, text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"details[{key!r}] must be JSON text of an object: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"details[{key!r}] must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def same_value(current: Any, wanted: str | None) -> bool:
+    """Whether a stored details value still is ``wanted`` (text as the frames show it).
+
+    Strings compare as text; JSON values (objects, numbers, booleans) compare as
+    JSON, so ``{"a": 1}`` stored by PostgreSQL as ``{"a":1}`` is the same value.
+    """
+    if current is None or wanted is None:
+        return current is None and wanted is None
+    if isinstance(current, str):
+        return current == wanted
+    try:
+        return bool(json.loads(wanted) == current)
+    except ValueError:
+        return False
+
+
 def read_details(
-    db: Database, conn: sa.Connection, account_id: int, *, lock: bool = True
-) -> tuple[int | None, dict[str, Any], Any]:
+    db: Database, conn: sa.Connection, account_id: Any, *, lock: bool = True
+) -> tuple[str | None, dict[str, Any], Any]:
     """``(shop_id, details, raw)`` of one account, locked for update on PostgreSQL."""
     s, t = db.schema, db.accounts_table
-    aid = _account_id(account_id)
+    aid = id_text(account_id)
+    key = db.account_key(account_id)
     col = _stored(db)  # SQLite: the text as stored, which the compare-and-swap needs
-    stmt = sa.select(t.c[s.account_shop_id], col).where(t.c[s.account_id] == aid)
+    stmt = sa.select(sa.cast(t.c[s.account_shop_id], sa.Text), col).where(t.c[s.account_id] == key)
     if lock and db.dialect != "sqlite":
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
     if row is None:
         raise UnknownAccount(f"no account with id {account_id!r}")
-    shop_id, raw = row[0], row[1]
+    shop_id, raw = id_text(row[0]), row[1]
     if raw is None or (db.dialect == "sqlite" and _is_json(db) and raw.strip() == "null"):
         return shop_id, {}, raw  # JSON null (a JSON column's None) counts as NULL too
     if db.dialect != "sqlite" and _is_json(db) and not isinstance(raw, Mapping):
@@ -108,11 +147,11 @@ def read_details(
 def write_details(
     db: Database,
     conn: sa.Connection,
-    account_id: int,
+    account_id: Any,
     changes: Mapping[str, str | None],
     *,
     expect: Mapping[str, str | None] | None = None,
-    shop_id: int | None = None,
+    shop_id: Any = None,
 ) -> DetailsWrite:
     """Merge ``changes`` into the account's details inside ``conn``'s transaction.
 
@@ -123,9 +162,9 @@ def write_details(
     :class:`UnknownAccount`, :class:`DetailsUnreadable`, :class:`StaleWrite` or
     :class:`InputError` before writing anything.
     """
-    aid = _account_id(account_id)
-    current_shop, details, raw = read_details(db, conn, aid)
-    if shop_id is not None and current_shop is not None and int(current_shop) != int(shop_id):
+    aid = id_text(account_id)
+    current_shop, details, raw = read_details(db, conn, account_id)
+    if shop_id is not None and current_shop is not None and current_shop != id_text(shop_id):
         raise InputError(
             f"account {aid} belongs to shop {current_shop}, not shop {shop_id}; not written",
             guidance="Build the plan again: the account's shop differs from the plan's.",
@@ -141,7 +180,7 @@ def write_details(
         )
     for key, wanted in (expect or {}).items():
         now = detail_value(details, key)
-        if now != wanted:
+        if not same_value(details.get(key), wanted):
             raise StaleWrite(
                 f"account {aid}: details[{key!r}] is {now!r} now, the write expected {wanted!r}; "
                 "not overwritten"
@@ -155,7 +194,7 @@ def write_details(
     updated = s.account_updated_at
     if updated and updated in t.c:
         values[updated] = _now_for(t.c[updated])
-    stmt = t.update().where(t.c[s.account_id] == aid).values(**values)
+    stmt = t.update().where(t.c[s.account_id] == db.account_key(account_id)).values(**values)
     if db.dialect == "sqlite":
         # No row locks: compare-and-swap on the text just read.
         stored = _stored(db)
@@ -172,8 +211,8 @@ def write_details(
             )
         raise StaleWrite(f"account {aid}: details changed while writing; not overwritten")
     return DetailsWrite(
-        account_id=aid,
-        shop_id=None if current_shop is None else int(current_shop),
+        account_id=aid or "",
+        shop_id=current_shop,
         changes={k: (detail_value(details, k), v) for k, v in changes.items()},
     )
 
@@ -193,12 +232,3 @@ def _now_for(col: sa.Column[Any]) -> Any:
     if isinstance(col.type, sa.DateTime):
         return now if col.type.timezone else now.replace(tzinfo=None)
     return now.isoformat()
-
-
-def _account_id(value: Any) -> int:
-    if isinstance(value, bool):
-        raise UnknownAccount(f"account id {value!r} is not an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise UnknownAccount(f"account id {value!r} is not an integer") from None

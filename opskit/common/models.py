@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from opskit.common.ids import id_text
 from opskit.common.keys import KeyInfo, classify_secret_key, mask_key
 
 _SHOP_KEY_FIELDS = ("stripe_secret_key", "secret_key")
@@ -21,9 +22,12 @@ _SHOP_ID_FIELDS = ("id", "shop_id")
 
 @dataclass(frozen=True)
 class Shop:
-    """One shop and its own Stripe account. ``repr`` shows the key masked."""
+    """One shop and its own Stripe account. ``repr`` shows the key masked.
 
-    id: int | None
+    ``id`` is the shop's id as opaque text (a UUID on shop-backend).
+    """
+
+    id: str | None
     name: str | None
     stripe_secret_key: str | None = field(default=None, repr=False)
     stripe_public_key: str | None = None
@@ -36,6 +40,9 @@ class Shop:
     def mode(self) -> str:
         return self.key_info.mode
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", id_text(self.id))  # Shop(id=7) and Shop(id="7") agree
+
     def __repr__(self) -> str:
         masked = mask_key(self.stripe_secret_key)
         return (
@@ -45,13 +52,22 @@ class Shop:
 
 @dataclass(frozen=True)
 class Account:
-    """One local account; ``details`` is the parsed JSON object (or {} when unreadable)."""
+    """One local account; ``details`` is the parsed JSON object (or {} when empty or unreadable).
 
-    id: int | None
-    shop_id: int | None
+    Ids are opaque text. ``email`` is where the backend keeps the customer's email
+    (``accounts.name`` on shop-backend); ``name`` is a person's name, when the
+    backend has one.
+    """
+
+    id: str | None
+    shop_id: str | None
     email: str | None = None
     name: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", id_text(self.id))
+        object.__setattr__(self, "shop_id", id_text(self.shop_id))
 
 
 def _get(obj: Any, names: tuple[str, ...]) -> Any:
@@ -91,7 +107,7 @@ def as_shop(obj: Any) -> Shop | None:
     key = _none_if_na(_get(obj, _SHOP_KEY_FIELDS))
     sid = _none_if_na(_get(obj, _SHOP_ID_FIELDS))
     return Shop(
-        id=int(sid) if sid is not None else None,
+        id=id_text(sid),
         name=_none_if_na(_get(obj, ("name", "shop_name"))),
         stripe_secret_key=key,
         stripe_public_key=_none_if_na(_get(obj, ("stripe_public_key", "public_key"))),
@@ -99,10 +115,16 @@ def as_shop(obj: Any) -> Shop | None:
 
 
 def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
-    """Parse a details cell into a dict; returns (details, error) and never raises."""
+    """Parse a details cell into a dict; returns (details, error) and never raises.
+
+    One rule everywhere: SQL NULL, JSON ``null`` and ``{}`` are empty details
+    (``({}, None)``), not broken ones; only text that is not valid JSON, or JSON
+    that is not an object (a list, a string, a number), is unreadable
+    (``({}, "why")``).
+    """
     raw = _none_if_na(raw)
     if raw is None:
-        return {}, "details is NULL"
+        return {}, None
     if isinstance(raw, Mapping):
         return dict(raw), None
     if isinstance(raw, bytes | bytearray):
@@ -116,6 +138,8 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
             return {}, f"details is not valid JSON ({exc.msg} {where} {exc.pos})"
     else:
         value = raw
+    if value is None:  # JSON null: what a JSON column stores for Python's None
+        return {}, None
     if not isinstance(value, dict):
         return {}, f"details is JSON {type(value).__name__}, not an object"
     return value, None
@@ -142,8 +166,8 @@ def as_account(obj: Any) -> Account:
     aid = _none_if_na(_get(obj, ("id", "account_id")))
     sid = _none_if_na(_get(obj, ("shop_id",)))
     return Account(
-        id=int(aid) if aid is not None else None,
-        shop_id=int(sid) if sid is not None else None,
+        id=id_text(aid),
+        shop_id=id_text(sid),
         email=_none_if_na(_get(obj, ("email",))),
         name=_none_if_na(_get(obj, ("name",))),
         details=details,

@@ -1,6 +1,8 @@
 """The columns and dtypes of every DataFrame opskit returns, declared once.
 
-Conventions: snake_case; Stripe ids ``string``; local ids ``Int64``; nullable
+Conventions: snake_case; Stripe ids ``string``; local ids (shops, accounts,
+orders, products) ``string`` too, whatever the database stores (UUID, integer,
+text); nullable
 dtypes only; money as ``Int64`` minor units beside a ``currency`` column; times
 ``*_at`` tz-aware UTC; an empty result still has every column with its dtype.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pandas as pd
+
+from opskit.common.ids import id_text
 
 UTC_TIME = "datetime64[ns, UTC]"
 
@@ -37,12 +41,24 @@ SUBSCRIPTION_STATUSES = [
     "multiple_active",
     "shop_not_configured",
     "shop_error",
+    # on backends that record no subscription in details (shop-backend): see
+    # opskit.core.subscriptions
+    "abandoned_checkout",
+    "payment_trouble",
+    "unknown_product",
+    "price_drift",
 ]
+
+#: How a customer's stored snapshot (details["stripe_customer"]) compares with Stripe.
+SNAPSHOT_STATUSES = ["fresh", "stale"]
 
 Spec = Mapping[str, object]
 
+#: Local ids: opaque text in every frame (see :mod:`opskit.common.ids`).
+ID_COLUMNS = frozenset({"shop_id", "account_id", "order_id", "product_id"})
+
 SHOPS: Spec = {
-    "shop_id": "Int64",
+    "shop_id": "string",
     "shop_name": "string",
     "mode": "string",  # live / test / none / invalid
     "secret_key": "string",  # masked: sk_live_…abcd
@@ -51,11 +67,13 @@ SHOPS: Spec = {
 }
 
 ACCOUNTS: Spec = {
-    "account_id": "Int64",
-    "shop_id": "Int64",
+    "account_id": "string",
+    "shop_id": "string",
     "email": "string",
     "name": "string",
     "stripe_customer_id": "string",
+    "stripe_customer": "string",  # the stored Customer snapshot, JSON text (shop-backend's sync)
+    "stripe_synced_at": UTC_TIME,  # when that snapshot was taken
     "stripe_subscription_id": "string",
     "subscription_status": "string",
     "stripe_price_id": "string",
@@ -66,7 +84,7 @@ ACCOUNTS: Spec = {
 }
 
 CUSTOMERS: Spec = {
-    "shop_id": "Int64",
+    "shop_id": "string",
     "stripe_customer_id": "string",
     "email": "string",
     "name": "string",
@@ -74,10 +92,11 @@ CUSTOMERS: Spec = {
     "livemode": "boolean",
     "created_at": UTC_TIME,
     "dashboard_url": "string",  # the customer's page in the shop's Stripe dashboard
+    "stripe_object": "string",  # the whole Customer as JSON text (snapshots compare with it)
 }
 
 SUBSCRIPTIONS: Spec = {
-    "shop_id": "Int64",
+    "shop_id": "string",
     "stripe_subscription_id": "string",
     "stripe_customer_id": "string",
     "status": "string",
@@ -93,13 +112,33 @@ SUBSCRIPTIONS: Spec = {
     "stripe_price_ids": "string",  # every item's price, sorted, joined by ","
     "cancel_at": UTC_TIME,  # a scheduled end (Stripe sets it for cancel_at_period_end too)
     "ended_at": UTC_TIME,
+    "lookup_keys": "string",  # every item's price lookup key, sorted, joined by ","
+    "items": "Int64",  # how many items
+}
+
+#: One row per subscription item (a subscription has one or more).
+SUBSCRIPTION_ITEMS: Spec = {
+    "shop_id": "string",
+    "stripe_subscription_id": "string",
+    "stripe_subscription_item_id": "string",
+    "stripe_customer_id": "string",
+    "status": "string",  # the subscription's status
+    "stripe_price_id": "string",
+    "product": "string",  # the Stripe product id
+    "lookup_key": "string",
+    "quantity": "Int64",
+    "unit_amount": "Int64",  # minor units
+    "currency": "string",
+    "interval": "string",
+    "created_at": UTC_TIME,  # the subscription's
 }
 
 PRICES: Spec = {
-    "shop_id": "Int64",
+    "shop_id": "string",
     "stripe_price_id": "string",
     "product": "string",
     "nickname": "string",
+    "lookup_key": "string",
     "unit_amount": "Int64",  # minor units
     "currency": "string",
     "interval": "string",  # <NA>: a one-time price
@@ -108,9 +147,9 @@ PRICES: Spec = {
 }
 
 CUSTOMER_REPORT: Spec = {
-    "shop_id": "Int64",
+    "shop_id": "string",
     "shop_name": "string",
-    "account_id": "Int64",
+    "account_id": "string",
     "stripe_customer_id": "string",
     "status": pd.CategoricalDtype(CUSTOMER_STATUSES, ordered=True),
     "mismatch_fields": "string",  # comma-separated: "email,name"
@@ -121,12 +160,16 @@ CUSTOMER_REPORT: Spec = {
     "detail": "string",
     "suggested_action": "string",
     "dashboard_url": "string",  # the customer's page in the shop's Stripe dashboard
+    # backends that keep snapshots (shop-backend): details["stripe_customer"] vs Stripe
+    "snapshot_status": pd.CategoricalDtype(SNAPSHOT_STATUSES),  # fresh / stale / <NA>: none
+    "snapshot_fields": "string",  # comma-separated fields that differ: "email,address"
+    "synced_at": UTC_TIME,  # details["stripe_synced_at"]
 }
 
 SUBSCRIPTION_REPORT: Spec = {
-    "shop_id": "Int64",
+    "shop_id": "string",
     "shop_name": "string",
-    "account_id": "Int64",
+    "account_id": "string",
     "stripe_customer_id": "string",
     "stripe_subscription_id": "string",
     "status": pd.CategoricalDtype(SUBSCRIPTION_STATUSES, ordered=True),
@@ -146,9 +189,30 @@ SUBSCRIPTION_REPORT: Spec = {
     "dashboard_url": "string",  # the subscription's (else the customer's) dashboard page
 }
 
+#: The backend's orders (shop-backend: float euro totals), amounts in cents.
+ORDERS: Spec = {
+    "order_id": "string",
+    "shop_id": "string",
+    "account_id": "string",
+    "status": "string",
+    "amount": "Int64",  # minor units, from the float total, half-up
+    "currency": "string",
+    "created_at": UTC_TIME,
+    "completed_at": UTC_TIME,
+}
+
+#: The backend's products with their recurring list prices (lookup keys name them).
+PRODUCTS: Spec = {
+    "product_id": "string",
+    "shop_id": "string",
+    "monthly_amount": "Int64",  # minor units, from recurring_price_monthly
+    "yearly_amount": "Int64",
+    "currency": "string",
+}
+
 SYNC_PLAN: Spec = {
-    "shop_id": "Int64",
-    "account_id": "Int64",
+    "shop_id": "string",
+    "account_id": "string",
     "key": "string",  # the details key to change
     "old_value": "string",  # <NA>: the key is absent
     "new_value": "string",  # <NA>: remove the key
@@ -167,7 +231,7 @@ AUDIT: Spec = {
     "audit_id": "Int64",
     "at": UTC_TIME,
     "actor": "string",
-    "shop_id": "Int64",
+    "shop_id": "string",
     "action": "string",
     "target": "string",
     "params": "string",  # JSON, secrets never included
@@ -260,6 +324,9 @@ def conform(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
             s = df[col]
             if dtype == UTC_TIME:
                 s = pd.to_datetime(s, utc=True).astype(UTC_TIME)
+            elif col in ID_COLUMNS and pd.api.types.is_numeric_dtype(s.dtype):
+                # integer ids that went through a float column (NaN rows): "7", never "7.0"
+                s = pd.Series(pd.array([id_text(v) for v in s], dtype="string"), index=s.index)
             elif str(s.dtype) != str(dtype):
                 s = s.astype(dtype)  # type: ignore[call-overload]
             out[col] = s.reset_index(drop=True)

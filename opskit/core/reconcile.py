@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from opskit.common.ids import id_sort_key
 from opskit.common.keys import redact
 from opskit.core import subscription_status as sub_status
 from opskit.core.frames import (
@@ -65,6 +66,7 @@ ACTIVE_SUBSCRIPTION_STATUSES = tuple(sorted(sub_status.BILLING))
 LIVE_SUBSCRIPTION_STATUSES = tuple(sorted(sub_status.LIVE))
 
 _KEYS = ["shop_id", "stripe_customer_id"]
+_ID_COLUMNS = ("shop_id", "account_id")  # local ids: opaque text, integers sorted as numbers
 _SUB_KEYS = ["shop_id", "stripe_subscription_id"]
 
 
@@ -164,7 +166,9 @@ def _assemble(
     names = shops.drop_duplicates("shop_id")
     where = pd.Index(names["shop_id"]).get_indexer(out["shop_id"])
     out["shop_name"] = _gather(names["shop_name"], where)
-    table = pa.table({k: pa.array(out[k]) for k in sort_by})
+    table = pa.table(
+        {k: pa.array(id_sort_key(out[k]) if k in _ID_COLUMNS else out[k]) for k in sort_by}
+    )
     order = pc.sort_indices(table, sort_keys=[(k, "ascending", "at_end") for k in sort_by])
     out = out.take(order.to_numpy()).reset_index(drop=True)
     return conform(out, spec)
@@ -236,16 +240,16 @@ def _join_by(
     return res
 
 
-def _shop_states(shops: pd.DataFrame, shop_errors: Mapping[int, str] | None) -> pd.DataFrame:
+def _shop_states(shops: pd.DataFrame, shop_errors: Mapping[str, str] | None) -> pd.DataFrame:
     """shop_id, shop_name, problem_status (<NA> when usable) and problem_detail per shop."""
     s = _take(
         shops,
-        {"shop_id": "Int64", "shop_name": "string", "mode": "string", "key_problem": "string"},
+        {"shop_id": "string", "shop_name": "string", "mode": "string", "key_problem": "string"},
     )
     s = s[s["shop_id"].notna()].drop_duplicates("shop_id", ignore_index=True)
     mode = s["mode"].str.strip().str.lower()
     configured = _bool(mode.isin(CONFIGURED_MODES))
-    errors = {int(k): redact(str(v)) for k, v in (shop_errors or {}).items()}
+    errors = {str(k): redact(str(v)) for k, v in (shop_errors or {}).items()}
     failed = _bool(s["shop_id"].isin(list(errors))) & configured
 
     default_problem = np.where(
@@ -255,7 +259,7 @@ def _shop_states(shops: pd.DataFrame, shop_errors: Mapping[int, str] | None) -> 
     )
     problem = s["key_problem"].fillna(pd.Series(default_problem, dtype="string"))
     error_text = pd.Series(
-        [errors.get(int(i), "") for i in s["shop_id"]], index=s.index, dtype="string"
+        [errors.get(str(i), "") for i in s["shop_id"]], index=s.index, dtype="string"
     )  # one entry per shop, not per account
     s["problem_status"] = pd.Series(
         np.where(~configured, "shop_not_configured", np.where(failed, "shop_error", "")),
@@ -299,10 +303,11 @@ def reconcile_customers(
     shops: pd.DataFrame,
     accounts: pd.DataFrame,
     customers: pd.DataFrame,
-    shop_errors: Mapping[int, str] | None = None,
+    shop_errors: Mapping[str, str] | None = None,
     *,
     other_shops: pd.DataFrame | None = None,
     other_mode: Mapping[Any, Mapping[str, str]] | None = None,
+    compare_name: bool = True,
 ) -> pd.DataFrame:
     """Compare each account's linked Stripe customer with that shop's Stripe customers.
 
@@ -312,7 +317,9 @@ def reconcile_customers(
     (shop_id -> {customer id: Stripe's 404 message}): linked ids the shop's
     Stripe answered "a similar object exists in live mode, but a test mode key
     was used" (or the reverse) for; they are ``mode_mismatch``, never
-    ``missing_in_stripe``, with Stripe's message in ``detail``.
+    ``missing_in_stripe``, with Stripe's message in ``detail``. ``compare_name``
+    False: the backend keeps no person's name (shop-backend), so only the email
+    (the account's ``email`` column, i.e. ``accounts.name`` there) is compared.
 
     Returns a ``CUSTOMER_REPORT`` frame, one row per finding, sorted by shop_id,
     account_id (<NA> last), stripe_customer_id. Per account, the first rule
@@ -326,8 +333,8 @@ def reconcile_customers(
     acc = _take(
         accounts,
         {
-            "account_id": "Int64",
-            "shop_id": "Int64",
+            "account_id": "string",
+            "shop_id": "string",
             "email": "string",
             "name": "string",
             "stripe_customer_id": "string",
@@ -355,7 +362,7 @@ def reconcile_customers(
     cus = _take(
         customers,
         {
-            "shop_id": "Int64",
+            "shop_id": "string",
             "stripe_customer_id": "string",
             "email": "string",
             "name": "string",
@@ -392,7 +399,7 @@ def reconcile_customers(
     pieces.append(_orphan_rows(spec, orphans, pairs))
     pieces.append(_duplicate_rows(spec, linked[dup], found[dup], deleted[dup]))
     pieces.append(_deleted_rows(spec, linked[deleted & ~dup]))
-    pieces.extend(_compare_rows(spec, linked[found & ~deleted & ~dup]))
+    pieces.extend(_compare_rows(spec, linked[found & ~deleted & ~dup], compare_name))
     lookup = pd.concat([cus[_KEYS], owners], ignore_index=True) if len(owners) else cus
     names = pd.concat([ok, owner_names], ignore_index=True) if len(owner_names) else ok
     pieces.extend(_not_found_rows(spec, linked[~found & ~dup], lookup, names, other_mode))
@@ -405,7 +412,7 @@ def _outside_owners(
     """Customers of shops outside the report, and those shops' names, for wrong_shop only."""
     if other_shops is None or other_shops.empty:
         return cus.iloc[:0][_KEYS], ok.iloc[:0]
-    names = _take(other_shops, {"shop_id": "Int64", "shop_name": "string"})
+    names = _take(other_shops, {"shop_id": "string", "shop_name": "string"})
     names = names[~_bool(names["shop_id"].isin(ok["shop_id"]))].reset_index(drop=True)
     rows = cus[_bool(cus["shop_id"].isin(names["shop_id"]))][_KEYS].copy()
     rows["stripe_customer_id"] = _clean_id(rows["stripe_customer_id"])
@@ -549,11 +556,12 @@ def _deleted_rows(spec: Spec, rows: pd.DataFrame) -> pd.DataFrame:
     return _piece(spec, "deleted_in_stripe", cols, len(rows))
 
 
-def _compare_rows(spec: Spec, rows: pd.DataFrame) -> list[pd.DataFrame]:
+def _compare_rows(spec: Spec, rows: pd.DataFrame, compare_name: bool = True) -> list[pd.DataFrame]:
     email_diff = _bool(
         normalize_email(rows["local_email"]) != normalize_email(rows["stripe_email"])
     )
     name_diff = _bool(normalize_name(rows["local_name"]) != normalize_name(rows["stripe_name"]))
+    name_diff &= compare_name
     same = ~(email_diff | name_diff)
     pieces = [_piece(spec, "match", _account_cols(rows[same]), int(same.sum()))]
     for mask, fields, what, verb in (
@@ -642,7 +650,7 @@ def reconcile_subscriptions(
     shops: pd.DataFrame,
     accounts: pd.DataFrame,
     subscriptions: pd.DataFrame,
-    shop_errors: Mapping[int, str] | None = None,
+    shop_errors: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Compare the subscription each account records with that shop's Stripe subscriptions.
 
@@ -677,8 +685,8 @@ def reconcile_subscriptions(
     acc = _take(
         accounts,
         {
-            "account_id": "Int64",
-            "shop_id": "Int64",
+            "account_id": "string",
+            "shop_id": "string",
             "stripe_customer_id": "string",
             "stripe_subscription_id": "string",
             "subscription_status": "string",
@@ -715,7 +723,7 @@ def reconcile_subscriptions(
     subs = _take(
         subscriptions,
         {
-            "shop_id": "Int64",
+            "shop_id": "string",
             "stripe_subscription_id": "string",
             "stripe_customer_id": "string",
             "status": "string",
@@ -966,7 +974,7 @@ def _sub_orphan_rows(
 def summary(report: pd.DataFrame) -> pd.DataFrame:
     """Shop x status counts of a customer or subscription report.
 
-    Indexed by (shop_id Int64, shop_name string); one Int64 column per status
+    Indexed by (shop_id string, shop_name string); one Int64 column per status
     category in category order, zeros included, then ``total``.
     """
     dtype = report["status"].dtype if "status" in report.columns else None
@@ -977,13 +985,13 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
         statuses = SUBSCRIPTION_STATUSES if subs else CUSTOMER_STATUSES
     keys = pd.DataFrame(
         {
-            "shop_id": report["shop_id"].astype("Int64"),
+            "shop_id": report["shop_id"].astype("string"),
             "shop_name": report["shop_name"].astype("string"),
             "status": pd.Categorical(report["status"].astype("string"), categories=statuses),
         }
     )
     index = pd.MultiIndex.from_arrays(
-        [pd.array([], dtype="Int64"), pd.array([], dtype="string")], names=["shop_id", "shop_name"]
+        [pd.array([], dtype="string"), pd.array([], dtype="string")], names=["shop_id", "shop_name"]
     )
     counts = pd.DataFrame(index=index, columns=statuses, dtype="Int64")
     if len(keys):
@@ -996,10 +1004,13 @@ def summary(report: pd.DataFrame) -> pd.DataFrame:
         counts.columns = pd.Index(statuses)
         counts.index = pd.MultiIndex.from_arrays(
             [
-                counts.index.get_level_values(0).astype("Int64"),
+                counts.index.get_level_values(0).astype("string"),
                 counts.index.get_level_values(1).astype("string"),
             ],
             names=["shop_id", "shop_name"],
         )
     counts["total"] = counts.sum(axis=1).astype("Int64")
+    if len(counts) > 1:  # integer shop ids in numeric order
+        key = id_sort_key(pd.Series(counts.index.get_level_values(0)))
+        counts = counts.iloc[key.argsort(kind="stable").to_numpy()]
     return counts

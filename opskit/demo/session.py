@@ -14,7 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from opskit.demo import home
+from opskit.demo import home, shopbackend
 from opskit.demo.money import plant_money
 from opskit.demo.world import (
     SEED,
@@ -76,9 +76,20 @@ def _world(url: str | None, world: str | None) -> home.World:
 
 
 def start(
-    url: str | None = None, seed: int = SEED, *, port: int = 0, world: str | None = None
+    url: str | None = None,
+    seed: int | None = None,
+    *,
+    port: int = 0,
+    world: str | None = None,
+    shape: str = "shop-backend",
 ) -> DemoSession:
     """Start a fresh sandbox, populate it from ``seed`` and rebuild the world's database.
+
+    ``shape``: ``shop-backend`` (the default: the backend opskit serves, UUID ids,
+    emails in ``accounts.name``, snapshots, products and orders; see
+    :mod:`opskit.demo.shopbackend`) or ``reference`` (opskit's first schema:
+    integer ids, an email column, subscription fields in details; see
+    :mod:`opskit.demo.world`).
 
     ``url``: the database to (re)build (default: the default world's SQLite file in
     the data dir); ``world``: a named separate world instead. The sandbox's URL is
@@ -89,17 +100,26 @@ def start(
     world: its database is in use and is not re-seeded (attach with
     :func:`attach_or_start` or ``opskit.connect()``, or pass another ``world``).
     """
+    if shape not in ("shop-backend", "reference"):
+        raise ValueError(f"unknown demo shape {shape!r}: use shop-backend or reference")
     place = _world(url, world)
     db_url = url or place.url
     if place.lock_path in _owned or not home.own(place):  # this process's, or another's
         raise place.busy_error()
-    plan = build_plan(seed)
     sandbox = Sandbox(port=port)
     try:
         api_base = sandbox.start()
-        populate_stripe(plan, api_base)
-        populate_other_mode(plan, sandbox.seed_other_mode)
-        write_database(db_url, plan)
+        if shape == "reference":
+            seed = SEED if seed is None else seed
+            plan = build_plan(seed)
+            populate_stripe(plan, api_base)
+            populate_other_mode(plan, sandbox.seed_other_mode)
+            write_database(db_url, plan)
+        else:
+            seed = shopbackend.SEED if seed is None else seed
+            sb_plan = shopbackend.build_plan(seed)
+            shopbackend.populate(sb_plan, sandbox)
+            shopbackend.write_database(db_url, sb_plan)
         ops = open_ops(db_url, stripe_api_base=api_base)
         plant_money(ops, sandbox)  # orders and payments with every money status
         place.write_record(api_base, seed)

@@ -413,19 +413,22 @@ def write_database(url: str, plan: DemoPlan) -> None:
 
 
 def ensure_database(url: str) -> None:
-    """Create the embedded demo database on first use (local half only, no Stripe ids)."""
+    """Create the embedded demo database on first use (local half only, no Stripe ids):
+    shop-backend's tables (:mod:`opskit.demo.shopbackend`)."""
+    from opskit.demo import shopbackend
+
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if path.exists() and path.stat().st_size > 0:
             return
-    write_database(url, build_plan())
+    shopbackend.write_database(url, shopbackend.build_plan())
 
 
 def _shop_obj(shop: DemoShop) -> Any:
     from opskit.common.models import Shop
 
     return Shop(
-        id=shop.id,
+        id=str(shop.id),
         name=shop.name,
         stripe_secret_key=shop.secret_key,
         stripe_public_key=shop.public_key,

@@ -128,9 +128,20 @@ Shops = Annotated[
     typer.Option(
         "--shop",
         "-s",
-        help="Shop id(s) to include: repeat, or a comma list (--shop 1,2); default: all. "
+        help="Shop id(s) to include, as the database has them (a UUID on shop-backend, an "
+        "integer elsewhere): repeat, or a comma list (--shop 1,2); default: all. "
         "Other shops' Stripe accounts are asked only about this shop's links found "
         "nowhere else, and never those with a live key unless a live shop is included.",
+    ),
+]
+SchemaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--schema",
+        envvar="OPSKIT_SCHEMA",
+        help="A JSON or TOML file of opskit.Schema fields mapping your tables (default: "
+        "detected: shop-backend's tables, or opskit's reference schema).",
+        show_envvar=True,
     ),
 ]
 ExecutorOpt = Annotated[
@@ -264,14 +275,23 @@ def _console(quiet: bool = False) -> Console:
 
 
 def _connect(
-    database_url: str | None, stripe_api_base: str | None, *, needs_stripe: bool = True
+    database_url: str | None,
+    stripe_api_base: str | None,
+    *,
+    needs_stripe: bool = True,
+    schema: Path | None = None,
 ) -> Ops:
     """The backend; on the demo database, the demo's running sandbox, or one line on how to
-    start it (a short-lived command never starts, or re-seeds, a demo world itself)."""
+    start it (a short-lived command never starts, or re-seeds, a demo world itself).
+    ``schema``: a mapping file (JSON/TOML of opskit.Schema fields); else detected."""
     import opskit
 
+    mapping = opskit.Schema.from_file(schema) if schema is not None else None
     return opskit.connect(
-        database_url, stripe_api_base=stripe_api_base, demo="attach" if needs_stripe else "local"
+        database_url,
+        schema=mapping,
+        stripe_api_base=stripe_api_base,
+        demo="attach" if needs_stripe else "local",
     )
 
 
@@ -309,7 +329,7 @@ def _prepare_out(
     return resolved
 
 
-def _meta(ops: Ops, shops: list[int] | None) -> dict[str, str]:
+def _meta(ops: Ops, shops: list[str] | None) -> dict[str, str]:
     from opskit.common.urls import safe_url
 
     return {
@@ -420,8 +440,17 @@ def _print_reports(console: Console, reports: dict[str, pd.DataFrame], findings:
 
 def _plan_table(plan: pd.DataFrame, limit: int | None = 25) -> Any:
     compact = plan[["shop_id", "account_id", "key", "old_value", "new_value", "source_status"]]
+    compact = compact.assign(  # a Customer snapshot is kilobytes of JSON: show its start
+        old_value=_shortened(compact["old_value"]), new_value=_shortened(compact["new_value"])
+    )
     title = f"Sync plan (dry run, nothing written): {len(plan)} changes"
     return _df_table(compact, title=title, limit=limit)
+
+
+def _shortened(values: pd.Series, width: int = 48) -> pd.Series:
+    text = values.astype("string")
+    long = text.str.len().fillna(0) > width
+    return text.where(~long, text.str.slice(0, width - 1) + "…")
 
 
 _SHOP_COLUMNS = ["shop_id", "shop_name", "mode", "secret_key", "key_problem"]
@@ -449,6 +478,7 @@ def reconcile(
     fmt: Fmt = None,
     database_url: DatabaseUrl = None,
     stripe_api_base: StripeApiBase = None,
+    schema: SchemaFile = None,
     executor: ExecutorOpt = "threads",
     quiet: Quiet = False,
     debug: Debug = False,
@@ -473,7 +503,7 @@ def reconcile(
         names = report.report_names(which)
         parse_executor(executor)
         resolved = _prepare_out(out, fmt, names)
-        ops = _connect(database_url, stripe_api_base)
+        ops = _connect(database_url, stripe_api_base, schema=schema)
         shops = _check_shops(ops, shop)
         with executor_for(executor, timeout=_dask_timeout()) as pool:
             reports = report.run_reports(
@@ -487,6 +517,7 @@ def reconcile(
         )
         code = max(report.outcome(reports), _cli_money.money_code(money))
         console = _console(quiet)
+        console.print(f"Mapping: {ops.mapping}")
         _print_reports(console, reports, findings=out is None)
         for path in written:
             console.print(f"Wrote {path}")
@@ -521,6 +552,7 @@ def sync(
     fmt: Fmt = None,
     database_url: DatabaseUrl = None,
     stripe_api_base: StripeApiBase = None,
+    schema: SchemaFile = None,
     executor: ExecutorOpt = "threads",
     quiet: Quiet = False,
     debug: Debug = False,
@@ -538,10 +570,12 @@ def sync(
                 guidance="Make a plan with --plan-out plan.csv, review it, then --apply plan.csv.",
             )
         if apply is not None:
-            code = _sync_apply(apply, actor, database_url, stripe_api_base, quiet)
+            code = _sync_apply(apply, actor, database_url, stripe_api_base, quiet, schema)
         else:
             assert plan_out is not None
-            code = _sync_plan(plan_out, fmt, shop, database_url, stripe_api_base, executor, quiet)
+            code = _sync_plan(
+                plan_out, fmt, shop, database_url, stripe_api_base, executor, quiet, schema
+            )
     raise typer.Exit(code)
 
 
@@ -553,6 +587,7 @@ def _sync_plan(
     stripe_api_base: str | None,
     executor: str,
     quiet: bool,
+    schema: Path | None = None,
 ) -> int:
     from opskit.common.executors import executor_for, parse_executor
 
@@ -563,7 +598,7 @@ def _sync_plan(
             f"cannot write the plan as {resolved}: --apply reads csv or parquet only",
             guidance="Pass --plan-out plan.csv (or plan.parquet).",
         )
-    ops = _connect(database_url, stripe_api_base)
+    ops = _connect(database_url, stripe_api_base, schema=schema)
     shops = _check_shops(ops, shop)
     with executor_for(executor, timeout=_dask_timeout()) as pool:
         reports = report.run_reports(
@@ -598,6 +633,7 @@ def _read_plan(path: Path) -> pd.DataFrame:
         df = pd.read_parquet(path)
     elif fmt == "csv":
         dtypes = {c: ("Int64" if d == "Int64" else "string") for c, d in frames.SYNC_PLAN.items()}
+        dtypes.update(shop_id="string", account_id="string")  # ids are text (UUIDs, integers)
         df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])  # type: ignore[arg-type]
     else:
         raise InputError(
@@ -619,13 +655,14 @@ def _sync_apply(
     database_url: str | None,
     stripe_api_base: str | None,
     quiet: bool,
+    schema: Path | None = None,
 ) -> int:
     if not actor or not actor.strip():
         raise InputError(
             "--apply needs --actor NAME", guidance="Say who applies: --actor your.name."
         )
     plan = _read_plan(plan_path)
-    ops = _connect(database_url, stripe_api_base, needs_stripe=False)
+    ops = _connect(database_url, stripe_api_base, needs_stripe=False, schema=schema)
     result = ops.apply_sync(plan, actor=actor)
     applied = int((result["outcome"] == "applied").sum())
     already = int((result["outcome"] == "already_applied").sum())
@@ -758,13 +795,14 @@ def shops(
     out: Out = None,
     fmt: Fmt = None,
     database_url: DatabaseUrl = None,
+    schema: SchemaFile = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """List the shops with their key mode; secret keys masked."""
     with _guard(debug):
         resolved = _prepare_out(out, fmt)
-        ops = _connect(database_url, None, needs_stripe=False)
+        ops = _connect(database_url, None, needs_stripe=False, schema=schema)
         df = ops.shops()
         console = _console(quiet)
         console.print(_df_table(df, title=f"Shops ({len(df)})"))
@@ -784,13 +822,14 @@ def audit(
     out: Out = None,
     fmt: Fmt = None,
     database_url: DatabaseUrl = None,
+    schema: SchemaFile = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Show every write opskit made (newest first), from the audit table."""
     with _guard(debug):
         resolved = _prepare_out(out, fmt)
-        ops = _connect(database_url, None, needs_stripe=False)
+        ops = _connect(database_url, None, needs_stripe=False, schema=schema)
         ids = _shop_ids(shop)
         df = ops.audit_log(limit=limit, actor=actor, shop_id=ids or None, action=action)
         console = _console(quiet)

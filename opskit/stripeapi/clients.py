@@ -2,7 +2,7 @@
 
 Backend-compatible (same names and meaning as ``server/services/stripe_client.py``)::
 
-    configure_for_shop(shop)           # sets stripe.api_key from shop.stripe_secret_key
+    configure_for_shop(shop)           # sets stripe.api_key from the shop's key; returns stripe
     get_customer_id(account)           # account.details["stripe_customer_id"]
     fetch_customer(shop, customer_id)  # configure + retrieve, as a plain dict
 
@@ -22,6 +22,7 @@ import dataclasses
 import os
 import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -91,29 +92,32 @@ def shop_mode(shop: Any) -> str:
 # --- backend-compatible helper -------------------------------------------------
 
 
-def configure_for_shop(shop: Any) -> None:
-    """Set the global ``stripe.api_key`` to the shop's secret key (backend contract).
+def configure_for_shop(shop: Any) -> ModuleType:
+    """Set the global ``stripe.api_key`` to the shop's secret key; return the ``stripe`` module.
 
-    Raises :class:`StripeNotConfigured` when shop is None or has no usable key.
-    Prefer :func:`client_for_shop` in new code: the global is shared by every
-    thread of the process.
+    As the backend's helper: ``stripe_mod = configure_for_shop(shop)`` then
+    ``stripe_mod.Customer.retrieve(...)``. Raises :class:`StripeNotConfigured`
+    when shop is None or has no usable key (opskit also refuses a publishable
+    ``pk_`` key or a malformed one there). Prefer :func:`client_for_shop` in new
+    code: the global is shared by every thread of the process.
     """
     stripe.api_key = shop_key(shop)
+    return stripe
 
 
 def get_customer_id(account: Any) -> Any:
-    """``account.details["stripe_customer_id"]``; :class:`StripeCustomerMissing` if absent.
+    """``account.details["stripe_customer_id"]``, as the backend's helper returns it.
 
-    Like the backend helper, only a missing key raises; a stored value (even
-    null) is returned as it is.
+    Raises :class:`StripeCustomerMissing` when the details are missing (None, SQL
+    NULL, JSON null), not a JSON object, or hold no truthy ``stripe_customer_id``
+    (absent, None, ""), exactly where the backend's helper raises. Details given as
+    JSON text (a text column) are parsed first.
     """
     acc = as_account(account)
-    try:
-        return acc.details["stripe_customer_id"]
-    except KeyError:
-        raise StripeCustomerMissing(
-            f"Account {acc.id} (shop {acc.shop_id}) has no stripe_customer_id in its details."
-        ) from None
+    customer_id = acc.details.get("stripe_customer_id")
+    if not customer_id:
+        raise StripeCustomerMissing(f"Account {acc.id} has no stripe_customer_id linked")
+    return customer_id
 
 
 def _default_api_base() -> str | None:

@@ -55,17 +55,27 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pandas as pd
 import stripe
 
 from opskit.common.context import Context
+from opskit.common.ids import id_sort_key
 from opskit.common.keys import redact
 from opskit.common.models import Shop, as_shop
 from opskit.common.progress import bar as progress_bar
 from opskit.common.sealing import SealedKey, seal
 from opskit.common.stripe_errors import describe_error
 from opskit.common.stripe_modes import other_mode, stripe_message
-from opskit.core.frames import CUSTOMERS, PRICES, SUBSCRIPTIONS, Spec, conform, empty
+from opskit.core.frames import (
+    CUSTOMERS,
+    PRICES,
+    SUBSCRIPTION_ITEMS,
+    SUBSCRIPTIONS,
+    Spec,
+    conform,
+    empty,
+)
 from opskit.stripeapi import paging
 from opskit.stripeapi.clients import client_for_shop, transport_of
 from opskit.stripeapi.ratelimit import key_fingerprint
@@ -81,6 +91,7 @@ __all__ = [
     "linked_ids",
     "run_shop_job",
     "run_shop_jobs",
+    "items_frame",
     "subscription_rows",
 ]
 
@@ -97,11 +108,12 @@ class FetchResult:
     """Rows of every shop that answered, the shops that failed, and the requests made."""
 
     frame: pd.DataFrame
-    errors: dict[int, str] = field(default_factory=dict)  # shop_id -> one secret-free line
+    errors: dict[str, str] = field(default_factory=dict)  # shop_id -> one secret-free line
     # shop_id -> {id: Stripe's 404 message} for linked ids that exist in the key's other
     # mode ("a similar object exists in live mode, but a test mode key was used")
-    other_mode: dict[int, dict[str, str]] = field(default_factory=dict)
+    other_mode: dict[str, dict[str, str]] = field(default_factory=dict)
     requests: int = 0  # API calls made (list pages and retrieves; transport retries excluded)
+    items: pd.DataFrame | None = None  # subscriptions: one SUBSCRIPTION_ITEMS row per item
 
 
 # -- one shop: a picklable work item ------------------------------------------------------
@@ -123,7 +135,7 @@ class ShopJob:
     """
 
     kind: str  # a key of paging.ENDPOINTS
-    shop_id: int
+    shop_id: str
     key: SealedKey
     api_base: str | None
     rate_limit: float  # requests/s for this key
@@ -147,7 +159,7 @@ class ShopOutcome:
     listed and retrieved, not the Stripe objects themselves.
     """
 
-    shop_id: int
+    shop_id: str
     rows: list[StripeDict] = field(default_factory=list)
     listed_ids: frozenset[str] = frozenset()
     not_found: tuple[str, ...] = ()  # retrieve ids the shop answered 404 for
@@ -318,7 +330,8 @@ def _run_jobs(
             fut.cancel()
         if own:
             pool.shutdown(wait=True)
-    return sorted(outcomes, key=lambda o: o.shop_id)
+    order = {job.shop_id: n for n, job in enumerate(jobs)}
+    return sorted(outcomes, key=lambda o: order.get(o.shop_id, len(order)))
 
 
 def _by_key(jobs: list[ShopJob]) -> list[tuple[ShopJob, ...]]:
@@ -337,14 +350,14 @@ def _group_of(job: ShopJob) -> str:
 
 
 def _usable_shops(shops: Iterable[Any]) -> list[Shop]:
-    """Shops with an id and a usable key, one per id, in id order."""
-    seen: dict[int, Shop] = {}
+    """Shops with an id and a usable key, one per id, in the order given (ids are text)."""
+    seen: dict[str, Shop] = {}
     for raw in shops:
         shop = as_shop(raw)
         if shop is None or shop.id is None or not shop.key_info.usable:
             continue
-        seen.setdefault(int(shop.id), shop)
-    return [seen[i] for i in sorted(seen)]
+        seen.setdefault(shop.id, shop)
+    return list(seen.values())
 
 
 def _job(ctx: Context, kind: str, shop: Shop, **kwargs: Any) -> ShopJob:
@@ -352,7 +365,7 @@ def _job(ctx: Context, kind: str, shop: Shop, **kwargs: Any) -> ShopJob:
     s = ctx.settings
     return ShopJob(
         kind=kind,
-        shop_id=int(shop.id),
+        shop_id=shop.id,
         key=seal(shop.stripe_secret_key.strip()),
         api_base=ctx.api_base,
         rate_limit=s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit,
@@ -369,8 +382,8 @@ def fetch_customers(
     ctx: Context,
     shops: Iterable[Any],
     *,
-    link_ids: Mapping[int, Collection[str]] | None = None,
-    expected: Mapping[int, int] | None = None,
+    link_ids: Mapping[str, Collection[str]] | None = None,
+    expected: Mapping[str, int] | None = None,
     lookup_shops: Iterable[Any] = (),
     executor: Executor | None = None,
     progress: bool = True,
@@ -394,18 +407,18 @@ def fetch_customers(
     their own shop_id and they are never listed.
     """
     targets = _usable_shops(shops)
-    in_run = {int(shop.id or 0) for shop in targets}
-    outsiders = [s for s in _usable_shops(lookup_shops) if int(s.id or 0) not in in_run]
-    links = {int(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
+    in_run = {shop.id for shop in targets}
+    outsiders = [s for s in _usable_shops(lookup_shops) if s.id not in in_run]
+    links = {str(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
     limit = _limit(ctx, max_workers)
     jobs = [
         _job(
             ctx,
             "customers",
             shop,
-            retrieve_ids=tuple(dict.fromkeys(links.get(int(shop.id or 0), ()))),
+            retrieve_ids=tuple(dict.fromkeys(links.get(shop.id or "", ()))),
             window_workers=window_workers,
-            expected=(expected or {}).get(int(shop.id or 0)),
+            expected=(expected or {}).get(shop.id or ""),
         )
         for shop in targets
     ]
@@ -418,11 +431,11 @@ def fetch_customers(
         str(row["stripe_customer_id"]) for o in outcomes for row in o.rows
     }
     # an id Stripe says exists in the shop's other mode is not lost: its owner is known
-    lost: dict[int, list[str]] = {
+    lost: dict[str, list[str]] = {
         o.shop_id: [i for i in o.not_found if i not in found_anywhere and i not in o.other_mode]
         for o in outcomes
     }
-    healthy = [shop for shop in targets if int(shop.id or 0) not in errors] + outsiders
+    healthy = [shop for shop in targets if shop.id not in errors] + outsiders
     cross: list[ShopJob] = []
     budget = MAX_CROSS_SHOP_RETRIEVES
     for shop in healthy:
@@ -459,8 +472,8 @@ def fetch_subscriptions(
     ctx: Context,
     shops: Iterable[Any],
     *,
-    link_ids: Mapping[int, Collection[str]] | None = None,
-    expected: Mapping[int, int] | None = None,
+    link_ids: Mapping[str, Collection[str]] | None = None,
+    expected: Mapping[str, int] | None = None,
     executor: Executor | None = None,
     progress: bool = True,
     max_workers: int | None = None,
@@ -474,25 +487,27 @@ def fetch_subscriptions(
     read ``missing_in_stripe``. ``expected``: per-shop size hints, as for
     :func:`fetch_customers`.
     """
-    links = {int(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
+    links = {str(k): [str(i) for i in v] for k, v in (link_ids or {}).items()}
     jobs = [
         _job(
             ctx,
             "subscriptions",
             shop,
-            retrieve_ids=tuple(dict.fromkeys(links.get(int(shop.id or 0), ()))),
+            retrieve_ids=tuple(dict.fromkeys(links.get(shop.id or "", ()))),
             window_workers=window_workers,
-            expected=(expected or {}).get(int(shop.id or 0)),
+            expected=(expected or {}).get(shop.id or ""),
         )
         for shop in _usable_shops(shops)
     ]
     outcomes = _run_jobs(jobs, executor, _limit(ctx, max_workers), progress, "Stripe subscriptions")
     errors = {o.shop_id: o.error for o in outcomes if o.error is not None}
     frame = _frame(SUBSCRIPTIONS, outcomes, "stripe_subscription_id")
-    return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
+    items = items_frame(row for o in outcomes if o.error is None for row in o.rows)
+    requests = sum(o.requests for o in outcomes)
+    return FetchResult(frame=frame, errors=errors, requests=requests, items=items)
 
 
-def size_hints(accounts_df: pd.DataFrame, column: str) -> dict[int, int]:
+def size_hints(accounts_df: pd.DataFrame, column: str) -> dict[str, int]:
     """``{shop_id: n}``: how many distinct non-blank ``column`` values each shop's accounts hold.
 
     The backend's own links are the best prior for how many objects each shop's
@@ -517,15 +532,15 @@ def fetch_prices(
     return FetchResult(frame=frame, errors=errors, requests=sum(o.requests for o in outcomes))
 
 
-def linked_ids(accounts_df: pd.DataFrame, column: str) -> dict[int, set[str]]:
+def linked_ids(accounts_df: pd.DataFrame, column: str) -> dict[str, set[str]]:
     """``{shop_id: {ids}}`` of the non-blank values of ``column``, whitespace stripped."""
     if accounts_df.empty or column not in accounts_df.columns:
         return {}
     ids = accounts_df[column].astype("string").str.strip()
     keep = ids.notna() & (ids != "") & accounts_df["shop_id"].notna()
-    out: dict[int, set[str]] = {}
+    out: dict[str, set[str]] = {}
     for shop_id, value in zip(accounts_df.loc[keep, "shop_id"], ids[keep], strict=True):
-        out.setdefault(int(shop_id), set()).add(str(value))
+        out.setdefault(str(shop_id), set()).add(str(value))
     return out
 
 
@@ -550,57 +565,126 @@ def _id_of(value: Any) -> Any:
     return value.get("id") if isinstance(value, Mapping) else value
 
 
-def customer_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
-    """One ``CUSTOMERS`` row per customer dict (tombstones give ``deleted=True``)."""
+def customer_rows(shop_id: str, objects: Iterable[StripeDict]) -> list[StripeDict]:
+    """One ``CUSTOMERS`` row per customer dict (tombstones give ``deleted=True``).
+
+    ``stripe_object`` is the whole customer as JSON text: what shop-backend's admin
+    sync stores in ``details["stripe_customer"]``, and what snapshots compare with.
+    """
     rows = []
     for obj in objects:
         row: StripeDict = {col: obj.get(src) for col, src in CUSTOMER_FIELDS.items()}
         row["shop_id"] = shop_id
         row["deleted"] = obj.get("deleted") is True
         row["created_at"] = obj.get("created")
+        row["stripe_object"] = _json_text(obj)
         rows.append(row)
     return rows
 
 
-def subscription_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
+def _json_text(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str).decode()
+
+
+def _items(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = obj.get("items")
+    data = items.get("data") if isinstance(items, Mapping) else None
+    return [i for i in (data or []) if isinstance(i, Mapping)]
+
+
+def _item_fields(item: Mapping[str, Any], obj: Mapping[str, Any]) -> StripeDict:
+    """Price id, product, lookup key, amount, currency, interval and quantity of one item."""
+    price = item.get("price") or {}
+    plan = item.get("plan") or obj.get("plan") or {}
+    if not isinstance(price, Mapping):
+        price = {"id": price}
+    if not isinstance(plan, Mapping):
+        plan = {"id": plan}
+    recurring = price.get("recurring") or {}
+    amount = price.get("unit_amount")
+    currency = price.get("currency") or plan.get("currency")
+    return {
+        "stripe_subscription_item_id": item.get("id"),
+        "stripe_price_id": price.get("id") or plan.get("id"),
+        "product": _id_of(price.get("product") or plan.get("product")),
+        "lookup_key": price.get("lookup_key") or plan.get("lookup_key"),
+        "quantity": item.get("quantity"),
+        "unit_amount": amount if amount is not None else plan.get("amount"),
+        "currency": currency.lower() if isinstance(currency, str) else None,
+        "interval": recurring.get("interval") or plan.get("interval"),
+    }
+
+
+def _joined(values: Iterable[Any]) -> str | None:
+    present = sorted({str(v) for v in values if v})
+    return ",".join(present) if present else None
+
+
+def subscription_rows(shop_id: str, objects: Iterable[StripeDict]) -> list[StripeDict]:
     """One ``SUBSCRIPTIONS`` row per subscription dict.
 
-    Price fields come from ``items.data[0].price`` (else its legacy ``plan``,
-    else the subscription's ``plan``); ``stripe_price_ids`` names every item's
-    price (sorted, joined by ","). ``current_period_end`` comes from the
-    subscription, else the earliest of its items' (where newer API versions keep
-    it); ``cancel_at`` and ``ended_at`` as Stripe has them.
+    ``stripe_price_id``, ``unit_amount``, ``currency`` and ``interval`` are the
+    first item's (its ``price``, else its legacy ``plan``, else the
+    subscription's ``plan``); ``stripe_price_ids`` and ``lookup_keys`` name every
+    item's (sorted, joined by ","), ``items`` counts them; ``items_json`` keeps
+    each item's fields for :func:`items_frame`. ``current_period_end`` comes from
+    the subscription, else the earliest of its items' (where newer API versions
+    keep it); ``cancel_at`` and ``ended_at`` as Stripe has them.
     """
     rows = []
     for obj in objects:
-        items = (obj.get("items") or {}).get("data") or [{}]
-        item = items[0] or {}
-        price = item.get("price") or {}
-        plan = item.get("plan") or obj.get("plan") or {}
-        if not isinstance(price, Mapping):
-            price = {"id": price}
-        if not isinstance(plan, Mapping):
-            plan = {"id": plan}
-        recurring = price.get("recurring") or {}
-        amount = price.get("unit_amount")
-        currency = price.get("currency") or plan.get("currency")
+        items = _items(obj)
+        fields = [_item_fields(i, obj) for i in items]
+        head = fields[0] if fields else _item_fields({}, obj)
         row: StripeDict = {col: obj.get(src) for col, src in SUBSCRIPTION_FIELDS.items()}
         row.update(
             shop_id=shop_id,
             stripe_customer_id=_id_of(obj.get("customer")),
-            stripe_price_id=price.get("id") or plan.get("id"),
-            unit_amount=amount if amount is not None else plan.get("amount"),
-            currency=currency.lower() if isinstance(currency, str) else None,
-            interval=recurring.get("interval") or plan.get("interval"),
+            stripe_price_id=head["stripe_price_id"],
+            unit_amount=head["unit_amount"],
+            currency=head["currency"],
+            interval=head["interval"],
             current_period_end_at=obj.get("current_period_end") or _period_end(items),
             created_at=obj.get("created"),
             canceled_at=obj.get("canceled_at"),
             cancel_at=obj.get("cancel_at"),
             ended_at=obj.get("ended_at"),
             stripe_price_ids=_price_ids(items, obj),
+            lookup_keys=_joined(f["lookup_key"] for f in fields),
+            items=len(items),
+            items_json=_json_text(fields),
         )
         rows.append(row)
     return rows
+
+
+def items_frame(rows: Iterable[StripeDict]) -> pd.DataFrame:
+    """``SUBSCRIPTION_ITEMS``: one row per item of the subscription rows given."""
+    out = []
+    for row in rows:
+        for n, item in enumerate(orjson.loads(row.get("items_json") or "[]")):
+            out.append(
+                {
+                    **item,
+                    "stripe_subscription_item_id": item.get("stripe_subscription_item_id")
+                    or f"{row.get('stripe_subscription_id')}#{n}",
+                    "shop_id": row.get("shop_id"),
+                    "stripe_subscription_id": row.get("stripe_subscription_id"),
+                    "stripe_customer_id": row.get("stripe_customer_id"),
+                    "status": row.get("status"),
+                    "created_at": row.get("created_at"),
+                }
+            )
+    if not out:
+        return empty(SUBSCRIPTION_ITEMS)
+    df = pd.DataFrame.from_records(out)
+    if "created_at" in df.columns and not isinstance(df["created_at"].dtype, pd.DatetimeTZDtype):
+        df["created_at"] = pd.to_datetime(
+            pd.array(df["created_at"].tolist(), dtype="Int64"), unit="s", utc=True
+        )
+    keys = ["shop_id", "stripe_subscription_id", "stripe_subscription_item_id"]
+    df = df.drop_duplicates(keys)
+    return conform(_sorted(df, keys), SUBSCRIPTION_ITEMS)
 
 
 def _price_ids(items: list[Any], obj: StripeDict) -> str | None:
@@ -620,7 +704,7 @@ def _period_end(items: list[Any]) -> Any:
     return min(ends) if ends else None
 
 
-def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
+def price_rows(shop_id: str, objects: Iterable[StripeDict]) -> list[StripeDict]:
     """One ``PRICES`` row per price dict."""
     rows = []
     for obj in objects:
@@ -631,6 +715,7 @@ def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
                 "stripe_price_id": obj.get("id"),
                 "product": _id_of(obj.get("product")),
                 "nickname": obj.get("nickname"),
+                "lookup_key": obj.get("lookup_key"),
                 "unit_amount": obj.get("unit_amount"),
                 "currency": currency.lower() if isinstance(currency, str) else None,
                 "interval": (obj.get("recurring") or {}).get("interval"),
@@ -642,7 +727,7 @@ def price_rows(shop_id: int, objects: Iterable[StripeDict]) -> list[StripeDict]:
 
 
 # kind -> (its rows function, its id column)
-_ROWS: Mapping[str, tuple[Callable[[int, Iterable[StripeDict]], list[StripeDict]], str]] = {
+_ROWS: Mapping[str, tuple[Callable[[str, Iterable[StripeDict]], list[StripeDict]], str]] = {
     "customers": (customer_rows, "stripe_customer_id"),
     "subscriptions": (subscription_rows, "stripe_subscription_id"),
     "prices": (price_rows, "stripe_price_id"),
@@ -658,8 +743,16 @@ def _frame(spec: Spec, outcomes: Iterable[ShopOutcome], id_column: str) -> pd.Da
         if col in df.columns:
             seconds = pd.array(df[col].tolist(), dtype="Int64")
             df[col] = pd.to_datetime(seconds, unit="s", utc=True)
-    df = df.drop_duplicates(["shop_id", id_column]).sort_values(["shop_id", id_column])
-    return conform(df, spec)
+    df = df.drop_duplicates(["shop_id", id_column])
+    return conform(_sorted(df, ["shop_id", id_column]), spec)
+
+
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Sorted by shop (integer shop ids numerically, others as text), then the other keys."""
+    order = pd.DataFrame({"_shop": id_sort_key(df["shop_id"].astype("string"))}, index=df.index)
+    for k in keys[1:]:
+        order[k] = df[k].astype("string")
+    return df.loc[order.sort_values(["_shop", *keys[1:]], kind="stable").index]
 
 
 _SPECS: Mapping[str, Spec] = {

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -53,6 +53,7 @@ from opskit.common.exceptions import (
     UnknownSubscription,
     WriteOutcomeUnknown,
 )
+from opskit.common.ids import id_list
 from opskit.common.keys import redact
 from opskit.common.models import Account, Shop, parse_details
 from opskit.common.stripe_errors import describe_error
@@ -79,7 +80,7 @@ log = logging.getLogger(__name__)
 _ENDED = subscription_status.ENDED
 
 
-def _load_account(ctx: Context, account_id: int) -> tuple[Account, dict[str, Any]]:
+def _load_account(ctx: Context, account_id: Any) -> tuple[Account, dict[str, Any]]:
     """The account and its details; unreadable details refuse the write up front."""
     account, raw = ctx.db.account(account_id)
     details, problem = parse_details(raw)
@@ -289,7 +290,7 @@ class _Write:
 
     def store_details(
         self,
-        account_id: int,
+        account_id: Any,
         changes: Mapping[str, str | None],
         *,
         expect: Mapping[str, str | None],
@@ -353,7 +354,7 @@ def _replacing_write(
     ctx: Context,
     action: str,
     shop: Any,
-    account_id: int,
+    account_id: Any,
     params: dict[str, Any],
     *,
     replaces: str | None,
@@ -595,7 +596,7 @@ def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
 
 def create_customer(
     ctx: Context,
-    account_id: int,
+    account_id: Any,
     *,
     email: str | None = None,
     name: str | None = None,
@@ -606,7 +607,12 @@ def create_customer(
 ) -> dict[str, Any]:
     """Create the account's customer in its shop's Stripe account and link it in details.
 
-    ``email``/``name`` default to the account's. Refused when the account
+    Sends the email only, as shop-backend's checkout does: ``email`` defaults to
+    the account's (``accounts.name`` on shop-backend); ``name`` is sent when given,
+    or on backends that keep a person's name (``Schema.account_name``). opskit
+    adds its own tags in ``metadata`` (``opskit_account_id``, ``opskit_call``) so a
+    repeated call finds what it made. Details that are empty (NULL, JSON null,
+    ``{}``) are written to; unreadable ones are refused. Refused when the account
     already links a customer that exists (not deleted) in the shop's Stripe
     account, unless ``force=True`` (the link is then replaced); repeating the
     very call that created the linked customer returns it unchanged.
@@ -615,10 +621,12 @@ def create_customer(
     shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
     existing = details.get("stripe_customer_id")
     existing = str(existing) if existing else None
-    aid = int(account.id)  # type: ignore[arg-type]
+    aid = str(account.id)
+    # The backend's way: the email only (shop-backend keeps it in accounts.name); a
+    # person's name only when asked, or when the backend has a name column of its own.
     params: dict[str, Any] = {
         "email": email if email is not None else account.email,
-        "name": name if name is not None else account.name,
+        "name": name if name is not None else account.name if ctx.db.schema.account_name else None,
     }
     call, key_params, write = _replacing_write(
         ctx, "customer.create", shop, aid, params, replaces=existing, nonce=nonce, actor=actor
@@ -661,7 +669,7 @@ def create_customer(
 
 def create_payment_intent(
     ctx: Context,
-    account_id: int,
+    account_id: Any,
     amount: int,
     currency: str,
     *,
@@ -685,7 +693,7 @@ def create_payment_intent(
     account, details = _load_account(ctx, account_id)
     customer = _customer_id(account, details, f"take a payment of {format_money(value, cur)}")
     shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
-    aid = int(account.id)  # type: ignore[arg-type]
+    aid = str(account.id)
     params: dict[str, Any] = {
         "amount": value,
         "currency": cur,
@@ -718,42 +726,76 @@ def create_payment_intent(
 
 def create_subscription(
     ctx: Context,
-    account_id: int,
-    price_id: str,
+    account_id: Any,
+    price_id: str | Sequence[str] | None = None,
     *,
+    products: Any = None,
+    interval: str = "month",
+    payment_behavior: str | None = None,
     actor: str = "opskit",
     confirm: bool = False,
     nonce: str | None = None,
     trial_period_days: int | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Subscribe the account's customer to ``price_id``; record it in details.
+    """Subscribe the account's customer to one or several prices; one item per price.
 
-    Details get ``stripe_subscription_id``, ``subscription_status`` and
-    ``stripe_price_id``. Refused when the customer has any live subscription in
-    Stripe (every status but canceled and incomplete_expired, see
+    ``price_id``: a Stripe price id, or a list of them. Or ``products``: local
+    product ids (str, int or UUID; one or a list) plus ``interval`` (``month`` or
+    ``year``), resolved as shop-backend does, by the lookup keys
+    ``monthly-<product id>`` / ``yearly-<product id>`` (``Schema.lookup_key_formats``)
+    in the shop's Stripe account; a key that resolves to no price is an
+    :class:`InputError` before anything is created. ``payment_behavior=
+    "default_incomplete"``: the backend's checkout: the subscription starts
+    ``incomplete`` until its first invoice is paid (``latest_invoice`` names it).
+
+    On backends that record subscriptions in details (``Schema.subscription_fields``)
+    details get ``stripe_subscription_id``, ``subscription_status`` and
+    ``stripe_price_id`` (the first item's); shop-backend records nothing locally:
+    only the Stripe write (audited). Refused when the customer has any live
+    subscription in Stripe (every status but canceled and incomplete_expired, see
     :mod:`opskit.core.subscription_status`), recorded on the account or not: a
     double-billing risk, unless ``force=True``. Stripe is asked (the customer's
     subscriptions are listed), not the local record. Repeating the very call
     that created one returns it unchanged.
     """
-    if not isinstance(price_id, str) or not price_id.strip():
-        raise InputError(f"price id {price_id!r} is not a Stripe price id")
+    if (price_id is None) == (products is None):
+        raise InputError(
+            "pass price_id (one or several Stripe prices) or products (local product ids), "
+            "not both and not neither"
+        )
+    if payment_behavior is not None and payment_behavior not in _PAYMENT_BEHAVIORS:
+        raise InputError(
+            f"payment_behavior {payment_behavior!r} is not one of "
+            f"{', '.join(sorted(_PAYMENT_BEHAVIORS))}"
+        )
+    price_ids: list[str] = []
+    if price_id is not None:
+        for pid in [price_id] if isinstance(price_id, str) else list(price_id):
+            if not isinstance(pid, str) or not pid.strip():
+                raise InputError(f"price id {pid!r} is not a Stripe price id")
+            price_ids.append(pid.strip())
+        if not price_ids:
+            raise InputError("no price given")
     if trial_period_days is not None and (
         isinstance(trial_period_days, bool)
         or not isinstance(trial_period_days, int)
         or trial_period_days < 1
     ):
         raise InputError(f"trial_period_days {trial_period_days!r} is not a positive integer")
+    lookup_keys = _lookup_keys(ctx, products, interval) if products is not None else []
     account, details = _load_account(ctx, account_id)
     customer = _customer_id(account, details, "create a subscription")
-    shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
-    aid = int(account.id)  # type: ignore[arg-type]
-    recorded = details.get("stripe_subscription_id")
+    shop = ctx.db.shop(account.shop_id)
+    aid = str(account.id)
+    records = ctx.db.schema.subscription_fields
+    recorded = details.get("stripe_subscription_id") if records else None
     recorded = str(recorded) if recorded else None
     params: dict[str, Any] = {
         "customer": customer,
-        "price": price_id.strip(),
+        "price": price_ids[0] if len(price_ids) == 1 else (price_ids or None),
+        "lookup_keys": lookup_keys or None,
+        "payment_behavior": payment_behavior,
         "trial_period_days": trial_period_days,
     }
     call, key_params, write = _replacing_write(
@@ -761,6 +803,8 @@ def create_subscription(
     )
     write.guard(confirm)
     client = write.client()
+    if lookup_keys:
+        price_ids = _resolve_lookup_keys(write, client, lookup_keys)
     # The double-billing guard asks Stripe, not the local record: every subscription
     # of the customer, recorded anywhere or nowhere.
     live = [
@@ -795,28 +839,72 @@ def create_subscription(
         raise exc2
     body: dict[str, Any] = {
         "customer": customer,
-        "items": [{"price": params["price"]}],
+        "items": [{"price": p} for p in price_ids],
         "metadata": {"opskit_account_id": str(aid), "opskit_call": call, TAG: write.key},
     }
     if trial_period_days is not None:
         body["trial_period_days"] = trial_period_days
-    write.defer_ok = True  # the outcome commits with the link
+    if payment_behavior is not None:
+        body["payment_behavior"] = payment_behavior
+    write.defer_ok = records  # the outcome commits with the link, where there is one
     sub, _ = _send(
         write,
         lambda k: client.v1.subscriptions.create(params=body, options=_write_options(k)),  # type: ignore[arg-type]
         lambda x: _not_ended(_retrieve(write, lambda: client.v1.subscriptions.retrieve(x["id"]))),
     )
-    write.store_details(
-        aid,
-        {
-            "stripe_subscription_id": sub["id"],
-            "subscription_status": str(sub.get("status")),
-            "stripe_price_id": _price_of(sub) or params["price"],
-        },
-        expect={"stripe_subscription_id": recorded, "stripe_customer_id": customer},
-        stripe_id=sub["id"],
-    )
+    if records:
+        write.store_details(
+            aid,
+            {
+                "stripe_subscription_id": sub["id"],
+                "subscription_status": str(sub.get("status")),
+                "stripe_price_id": _price_of(sub) or price_ids[0],
+            },
+            expect={"stripe_subscription_id": recorded, "stripe_customer_id": customer},
+            stripe_id=sub["id"],
+        )
     return sub
+
+
+_PAYMENT_BEHAVIORS = frozenset(
+    {"allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"}
+)
+
+
+def _lookup_keys(ctx: Context, products: Any, interval: str) -> list[str]:
+    """The lookup keys naming ``products`` at ``interval`` (shop-backend's scheme)."""
+    formats = dict(ctx.db.schema.lookup_key_formats)
+    if interval not in formats:
+        raise InputError(
+            f"interval {interval!r} has no lookup key format; use one of {', '.join(formats)}"
+        )
+    try:
+        ids = id_list(products) or []
+    except TypeError as exc:
+        raise InputError(f"products: {exc}") from None
+    if not ids:
+        raise InputError("no product given")
+    return [formats[interval].format(product_id=pid.lower()) for pid in ids]
+
+
+def _resolve_lookup_keys(write: _Write, client: stripe.StripeClient, keys: list[str]) -> list[str]:
+    """Price ids for ``keys`` (``Price.list(lookup_keys=...)``), in the order of ``keys``."""
+    try:
+        page = client.v1.prices.list(params={"lookup_keys": keys, "limit": 100}).to_dict()
+    except (stripe.StripeError, OpskitError) as exc:
+        write.record("error", error=exc)
+        raise
+    found = {p.get("lookup_key"): p["id"] for p in page.get("data") or [] if p.get("active", True)}
+    missing = [k for k in keys if k not in found]
+    if missing:
+        refused = InputError(
+            f"no active price in shop {write.shop.id}'s Stripe account has lookup key "
+            f"{', '.join(missing)}; nothing created",
+            guidance="Create the product's price with that lookup key, or pass price_id.",
+        )
+        write.record("refused", error=refused.message)
+        raise refused
+    return [found[k] for k in keys]
 
 
 def _customer_subscriptions(
@@ -859,7 +947,7 @@ def cancel_subscription(
     ctx: Context,
     subscription_id: str,
     *,
-    shop_id: int,
+    shop_id: Any,
     at_period_end: bool = True,
     actor: str = "opskit",
     confirm: bool = False,
@@ -954,7 +1042,7 @@ def _record_status(ctx: Context, write: _Write, sid: str, status: str) -> None:
     if old == status:
         return
     write.store_details(
-        int(row["account_id"]),
+        str(row["account_id"]),
         {"subscription_status": status},
         expect={"subscription_status": old, "stripe_subscription_id": sid},
         stripe_id=sid,

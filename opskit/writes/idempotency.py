@@ -37,7 +37,7 @@ def _drop_none(value: Any) -> Any:
 
 def derive_key(
     action: str,
-    shop_id: int | None,
+    shop_id: Any,
     target: str,
     params: Mapping[str, Any],
     nonce: str | None = None,

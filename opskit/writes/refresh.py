@@ -556,8 +556,12 @@ def local_subscriptions(
     errors = _not_refreshed(ctx, state, usable, failed)
     ok = [s for s in usable if s.id not in errors]
     copies = state.objects_of("subscription", [sid(s.id) for s in ok])
-    frame = fetch.frame_of("subscriptions", {s.id: copies.get(sid(s.id), []) for s in ok})
-    return fetch.FetchResult(frame=frame, errors=errors, requests=0)
+    rows_by_shop = {s.id: copies.get(sid(s.id), []) for s in ok}
+    frame = fetch.frame_of("subscriptions", rows_by_shop)
+    items = fetch.items_frame(
+        {**row, "shop_id": shop} for shop, rows in rows_by_shop.items() for row in rows
+    )
+    return fetch.FetchResult(frame=frame, errors=errors, requests=0, items=items)
 
 
 def local_customers(

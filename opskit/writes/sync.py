@@ -32,17 +32,19 @@ transaction per shop; see its docstring.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from typing import Any
 
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from opskit.backend import audit, writeback
-from opskit.backend.db import DETAIL_KEYS
+from opskit.backend.schema import DETAIL_KEYS
 from opskit.common.context import Context
 from opskit.common.exceptions import InputError, OpskitError, StaleWrite, UnknownAccount
+from opskit.common.ids import id_sort_key
 from opskit.common.keys import redact
+from opskit.common.models import detail_text, parse_details
 from opskit.core import frames
 from opskit.core.pairing import email_pairs
 
@@ -69,32 +71,40 @@ def build_plan(
     customer_report: pd.DataFrame,
     subscription_report: pd.DataFrame,
     accounts: pd.DataFrame,
+    *,
+    keys: Collection[str] = DETAIL_KEYS,
+    snapshots: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Proposed details changes (frames.SYNC_PLAN), sorted by shop, account and key.
 
     ``old_value`` is the account's current details value in ``accounts`` (the
     frame :meth:`opskit.Ops.accounts` returns), so :func:`apply_plan` can
-    refuse rows that changed since.
+    refuse rows that changed since. ``keys``: the details keys the backend uses
+    (``Schema.details_keys``); a change to any other key is never proposed.
+    ``snapshots`` (:func:`opskit.core.snapshots.snapshot_plan` rows): the
+    backend's own sync of stale or missing Customer snapshots, two rows per
+    account (``stripe_customer`` and ``stripe_synced_at``).
     """
-    # NULL details are an empty object to apply (writeback), so they are plannable too.
-    ok = accounts["details_error"].isna() | accounts["details"].isna() if len(accounts) else None
+    allowed = set(keys)
+    # Empty details (NULL, JSON null, {}) are an empty object to apply, so they are plannable.
+    ok = accounts["details_error"].isna() if len(accounts) else None
     readable = accounts[ok] if ok is not None else accounts
-    by_id: dict[int, dict[Any, Any]] = {
-        int(r["account_id"]): r for r in readable.to_dict("records") if not _na(r["account_id"])
+    by_id: dict[str, dict[Any, Any]] = {
+        str(r["account_id"]): r for r in readable.to_dict("records") if not _na(r["account_id"])
     }
     proposals: list[dict[str, Any]] = []
 
     def propose(account_id: Any, key: str, new: str | None, reason: str, status: str) -> None:
-        if _na(account_id) or int(account_id) not in by_id:
+        if key not in allowed or _na(account_id) or str(account_id) not in by_id:
             return
-        acc = by_id[int(account_id)]
-        old = _s(acc.get(key))
+        acc = by_id[str(account_id)]
+        old = _detail_text(acc, key)
         if old == new:
             return
         proposals.append(
             {
                 "shop_id": acc["shop_id"],
-                "account_id": int(account_id),
+                "account_id": str(account_id),
                 "key": key,
                 "old_value": old,
                 "new_value": new,
@@ -105,10 +115,21 @@ def build_plan(
 
     _plan_customers(customer_report, by_id, propose)
     _plan_subscriptions(subscription_report, by_id, propose)
+    if snapshots is not None and len(snapshots):
+        for r in snapshots.to_dict("records"):
+            propose(r["account_id"], r["key"], _s(r["new_value"]), r["reason"], r["source_status"])
     return _resolve(proposals)
 
 
-def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], propose: Any) -> None:
+def _detail_text(acc: dict[Any, Any], key: str) -> str | None:
+    """The account's current value of ``key`` as details text (what apply compares)."""
+    if key == "stripe_synced_at":  # the frame parses it; the plan carries the stored text
+        details, _ = parse_details(_s(acc.get("details")))
+        return detail_text(details.get(key))
+    return _s(acc.get(key))
+
+
+def _plan_customers(report: pd.DataFrame, by_id: dict[str, dict[Any, Any]], propose: Any) -> None:
     if not len(report):
         return
     status = report["status"].astype("string")
@@ -156,11 +177,11 @@ def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], prop
         accounts,
     )
     emails = dict(zip(orphans["stripe_customer_id"], orphans["stripe_email"], strict=True))
-    claims: dict[Any, list[str]] = {}
+    claims: dict[str, list[str]] = {}
     for cid, group in pairs.groupby("stripe_customer_id", sort=True):
         kinds = list(group["kind"])
         if kinds.count("link") == 1 and "duplicate" not in kinds:
-            aid = group.loc[group["kind"] == "link", "account_id"].iloc[0]  # a by_id key
+            aid = str(group.loc[group["kind"] == "link", "account_id"].iloc[0])
             claims.setdefault(aid, []).append(str(cid))
     for aid, found in claims.items():
         if len(found) != 1:  # two Stripe customers share the email: not certain
@@ -177,7 +198,7 @@ def _plan_customers(report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], prop
 
 
 def _plan_subscriptions(
-    report: pd.DataFrame, by_id: dict[int, dict[Any, Any]], propose: Any
+    report: pd.DataFrame, by_id: dict[str, dict[Any, Any]], propose: Any
 ) -> None:
     if not len(report):
         return
@@ -208,17 +229,17 @@ def _plan_subscriptions(
                 str(r["status"]),
             )
     # Accounts by (shop, customer id).
-    by_customer: dict[tuple[int, str], list[int]] = {}
+    by_customer: dict[tuple[str, str], list[str]] = {}
     for aid, acc in by_id.items():
         cid = _s(acc.get("stripe_customer_id"))
         if cid and not _na(acc.get("shop_id")):
-            by_customer.setdefault((int(acc["shop_id"]), cid), []).append(aid)
-    orphans: dict[int, list[dict[Any, Any]]] = {}
+            by_customer.setdefault((str(acc["shop_id"]), cid), []).append(aid)
+    orphans: dict[str, list[dict[Any, Any]]] = {}
     for r in report[status == "orphan_in_stripe"].to_dict("records"):
         cid, sid = _s(r["stripe_customer_id"]), _s(r["stripe_subscription_id"])
         if cid is None or sid is None or _na(r["shop_id"]):
             continue
-        owners = by_customer.get((int(r["shop_id"]), cid), [])
+        owners = by_customer.get((str(r["shop_id"]), cid), [])
         if len(owners) == 1:
             orphans.setdefault(owners[0], []).append(r)
     for aid, subs in orphans.items():
@@ -237,8 +258,8 @@ def _plan_subscriptions(
 
 def _resolve(proposals: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (account, key); conflicting proposals cancel each other."""
-    chosen: dict[tuple[int, str], dict[str, Any]] = {}
-    conflicted: set[tuple[int, str]] = set()
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    conflicted: set[tuple[str, str]] = set()
     for p in proposals:
         k = (p["account_id"], p["key"])
         if k in chosen and chosen[k]["new_value"] != p["new_value"]:
@@ -248,13 +269,20 @@ def _resolve(proposals: list[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
         return frames.empty(frames.SYNC_PLAN)
     df = frames.conform(pd.DataFrame(rows), frames.SYNC_PLAN)
-    return df.sort_values(["shop_id", "account_id", "key"], ignore_index=True)
+    order = pd.DataFrame(
+        {
+            "s": id_sort_key(df["shop_id"]),
+            "a": id_sort_key(df["account_id"]),
+            "k": df["key"],
+        }
+    )
+    return df.loc[order.sort_values(["s", "a", "k"], kind="stable").index].reset_index(drop=True)
 
 
 # -- applying --------------------------------------------------------------------------------
 
 
-def _validate(plan: pd.DataFrame) -> pd.DataFrame:
+def _validate(plan: pd.DataFrame, keys: Collection[str]) -> pd.DataFrame:
     if not isinstance(plan, pd.DataFrame):
         raise InputError(f"a sync plan is a DataFrame, not {type(plan).__name__}")
     missing = [c for c in _REQUIRED if c not in plan.columns]
@@ -270,11 +298,13 @@ def _validate(plan: pd.DataFrame) -> pd.DataFrame:
     for col in ("shop_id", "account_id", "key"):
         if df[col].isna().any():
             raise InputError(f"the plan has rows without {col}")
-    unknown = sorted(set(df["key"]) - set(DETAIL_KEYS))
+    unknown = sorted(set(df["key"]) - set(keys))
     if unknown:
         raise InputError(
             f"the plan changes details key(s) {', '.join(map(repr, unknown))}; "
-            f"opskit syncs only {', '.join(DETAIL_KEYS)}"
+            f"this backend uses only {', '.join(keys)}",
+            guidance="Keys the backend does not use are never written "
+            "(Schema.details_keys says which it uses).",
         )
     dup = df.duplicated(["account_id", "key"], keep=False)
     if dup.any():
@@ -311,7 +341,7 @@ def apply_plan(ctx: Context, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
             f"actor {actor!r} is not a name",
             guidance="Pass actor='your.name' so the audit log says who wrote.",
         )
-    df = _validate(plan)
+    df = _validate(plan, ctx.db.schema.details_keys)
     if df.empty:
         return frames.empty(frames.SYNC_RESULT)
     out = df.copy()
@@ -320,29 +350,37 @@ def apply_plan(ctx: Context, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
     out["detail"] = pd.array([None] * len(df), dtype="string")
     audit.ensure_table(ctx.db)  # outside the shop transactions: DDL never rolls back with them
     for shop_id, rows in df.groupby("shop_id", sort=True):
-        for idx, outcome, audit_id, detail in _apply_shop(ctx, _int(shop_id), rows, actor):
+        for idx, outcome, audit_id, detail in _apply_shop(ctx, str(shop_id), rows, actor):
             out.loc[idx, ["outcome", "audit_id", "detail"]] = [outcome, audit_id, detail]
     return frames.conform(out, frames.SYNC_RESULT)
 
 
 def _params(row: Any) -> dict[str, Any]:
-    return {"key": row.key, "old": _s(row.old_value), "new": _s(row.new_value)}
+    return {"key": row.key, "old": _short(row.old_value), "new": _short(row.new_value)}
+
+
+def _short(value: Any, limit: int = 200) -> str | None:
+    """A value for the audit row: a long snapshot is cut (the row keeps the trail, not the copy)."""
+    text = _s(value)
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
 
 
 def _apply_shop(
-    ctx: Context, shop_id: int, rows: pd.DataFrame, actor: str
+    ctx: Context, shop_id: str, rows: pd.DataFrame, actor: str
 ) -> list[tuple[Hashable, str, int | None, str | None]]:
     db = ctx.db
     results: list[tuple[Hashable, str, int | None, str | None]] = []
     try:
         with db.engine.begin() as conn:
             for row in rows.itertuples():
-                target = f"account:{_int(row.account_id)}"
+                target = f"account:{row.account_id}"
                 try:
                     wrote = writeback.write_details(
                         db,
                         conn,
-                        _int(row.account_id),
+                        str(row.account_id),
                         {str(row.key): _s(row.new_value)},
                         expect={str(row.key): _s(row.old_value)},
                         shop_id=shop_id,
@@ -381,17 +419,13 @@ def _apply_shop(
             try:
                 failed_id = audit.append(
                     db, actor=actor, shop_id=shop_id, action=ACTION,
-                    target=f"account:{_int(row.account_id)}", params=_params(row),
+                    target=f"account:{row.account_id}", params=_params(row),
                     outcome="error", error=detail,
                 )  # fmt: skip
             except SQLAlchemyError:  # the database is gone: the result frame still says why
                 failed_id = None
             results.append((row.Index, "error", failed_id, detail))
     return results
-
-
-def _int(value: Any) -> int:
-    return int(value)
 
 
 def _first_line(exc: BaseException) -> str:

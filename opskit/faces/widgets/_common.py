@@ -374,7 +374,7 @@ def guarded(
 # -- shops -------------------------------------------------------------------------------
 
 
-def shop_choices(shops: pd.DataFrame) -> list[tuple[str, int]]:
+def shop_choices(shops: pd.DataFrame) -> list[tuple[str, str]]:
     """``("1 · Northwind Coffee", 1)`` options; live shops say LIVE, unusable keys say why."""
     out = []
     for row in shops.to_dict("records"):
@@ -383,7 +383,7 @@ def shop_choices(shops: pd.DataFrame) -> list[tuple[str, int]]:
             label += "  [LIVE]"
         elif isinstance(row["key_problem"], str):
             label += f"  ({row['key_problem']})"
-        out.append((label, int(row["shop_id"])))
+        out.append((label, str(row["shop_id"])))
     return out
 
 
@@ -401,7 +401,7 @@ def live_now(ops: Any, shop_id: Any) -> bool:
     return bool(len(shops)) and bool((shops["mode"] == "live").any())
 
 
-def live_names(shops: pd.DataFrame, ids: list[int] | tuple[int, ...]) -> list[str]:
+def live_names(shops: pd.DataFrame, ids: list[str] | tuple[str, ...]) -> list[str]:
     """Names of the shops among ``ids`` that carry a live key."""
     mine = shops[shops["shop_id"].isin(list(ids)) & shops["mode"].eq("live")]
     return [f"{r.shop_id} · {r.shop_name}" for r in mine.itertuples(index=False)]

@@ -50,7 +50,7 @@ def price_choices(prices: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def list_subscriptions(ops: Ops, shop_id: int) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+def list_subscriptions(ops: Ops, shop_id: str) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
     """The shop's subscriptions and prices and, when Stripe refused or failed, why.
 
     A shop whose key Stripe rejected must not read as "no subscriptions".
@@ -176,7 +176,7 @@ class SubscriptionPanel(w.VBox):
             return
         self.progress.done(f"{len(subs)} subscription(s) in this shop")
 
-    def _key_problem(self, shop_id: int) -> str | None:
+    def _key_problem(self, shop_id: str) -> str | None:
         row = self.shops_frame[self.shops_frame["shop_id"].eq(shop_id)]
         problem = row["key_problem"].iloc[0] if len(row) else None
         return None if pd.isna(problem) else str(problem)
@@ -282,7 +282,7 @@ class SubscriptionPanel(w.VBox):
     ) -> None:
         sub = self.ops.cancel_subscription(
             subscription_id,
-            shop_id=int(self.shop.value),
+            shop_id=str(self.shop.value),
             at_period_end=at_period_end,
             actor=self.actor.value,
             confirm=confirmed_live,
@@ -353,7 +353,7 @@ class SubscriptionPanel(w.VBox):
         """Re-read the account (details changed) and the shop's subscriptions."""
         keep = self.account.value
         self._accounts = self.ops.accounts([self.shop.value])
-        self._shop_subs = self.ops.subscriptions([int(self.shop.value)], progress=False)
+        self._shop_subs = self.ops.subscriptions([str(self.shop.value)], progress=False)
         self._filter_accounts()
         if keep in [v for _, v in self.account.options]:
             self.account.value = keep

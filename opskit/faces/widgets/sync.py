@@ -58,7 +58,7 @@ class SyncPanel(w.VBox):
         choices = shop_choices(shops)
         self.shops = w.SelectMultiple(
             options=choices,
-            value=tuple(int(i) for i in usable["shop_id"]),
+            value=tuple(str(i) for i in usable["shop_id"]),
             rows=min(len(choices), 8),
             description="Shops",
             layout=w.Layout(width="420px"),
