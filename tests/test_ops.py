@@ -141,12 +141,12 @@ def test_prices_carry_lookup_keys_and_products(session: DemoSession) -> None:
 
 def test_orders_are_cents_of_the_float_totals(session: DemoSession) -> None:
     orders = session.ops.orders()
-    assert len(orders) == len(PLAN.orders)
     want = {
         str(o.id): int((Decimal(repr(o.total)) * 100).quantize(Decimal(1), ROUND_HALF_UP))
         for o in PLAN.orders
     }
-    assert dict(zip(orders["order_id"], orders["amount"], strict=True)) == want
+    got = dict(zip(orders["order_id"], orders["amount"], strict=True))
+    assert {k: got.get(k) for k in want} == want  # the money demo plants more orders besides
     assert 2000 in set(orders["amount"])  # 19.995 EUR: half-up, never truncated to 1999
     assert str(orders["created_at"].dtype) == frames.UTC_TIME
 

@@ -177,7 +177,6 @@ def _add_intent_columns(conn: sa.Connection, table: sa.Table) -> None:
         conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {kind}"))
 
 
-
 def append(
     db: Database,
     *,

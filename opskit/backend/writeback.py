@@ -169,12 +169,12 @@ def write_details(
             f"account {aid} belongs to shop {current_shop}, not shop {shop_id}; not written",
             guidance="Build the plan again: the account's shop differs from the plan's.",
         )
-    if changes and all(detail_value(details, k) == v for k, v in changes.items()):
+    if changes and all(same_value(details.get(k), v) for k, v in changes.items()):
         # Already in the desired state (applied before a crash, or by a concurrent
         # identical write): success, and nothing to write.
         return DetailsWrite(
-            account_id=aid,
-            shop_id=None if current_shop is None else int(current_shop),
+            account_id=aid or "",
+            shop_id=current_shop,
             changes={k: (v, v) for k, v in changes.items()},
             already=True,
         )
@@ -202,10 +202,10 @@ def write_details(
     result = conn.execute(stmt)
     if result.rowcount != 1:
         _, now_details, _ = read_details(db, conn, aid)
-        if all(detail_value(now_details, k) == v for k, v in changes.items()):
+        if all(same_value(now_details.get(k), v) for k, v in changes.items()):
             return DetailsWrite(  # a concurrent identical write got there first
-                account_id=aid,
-                shop_id=None if current_shop is None else int(current_shop),
+                account_id=aid or "",
+                shop_id=current_shop,
                 changes={k: (v, v) for k, v in changes.items()},
                 already=True,
             )
