@@ -309,7 +309,7 @@ def test_a_shop_whose_key_changed_is_read_again_in_full(world: World) -> None:
         )
     engine.dispose()
     stale = ops.reconcile(progress=False, source="refreshed")["customers"]
-    assert "key or Stripe endpoint changed" in stale.loc[stale["shop_id"] == 1, "detail"].iloc[0]
+    assert "key or Stripe endpoint changed" in stale.loc[stale["shop_id"] == "1", "detail"].iloc[0]
     result = ops.refresh(progress=False)
     gap = result.gaps.set_index("shop_id").loc["1"]
     assert gap["gap"] == "full_read" and "key or Stripe endpoint changed" in gap["reason"]
