@@ -257,7 +257,7 @@ class Ops(MoneyOps):
             local.shops,
             local.accounts,
             result.frame,
-            result.errors,
+            {**result.errors, **result.lookup_errors},  # "missing" is unknown if one failed
             other_shops=shops_frame(outside) if outside else None,
             other_mode=result.other_mode,
             compare_name=self.ctx.db.schema.account_name is not None,

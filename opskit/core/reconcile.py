@@ -299,6 +299,10 @@ def _shop_rows(
 # --------------------------------------------------------------------------- customers
 
 
+# In a row's detail: the answer depends on a shop whose Stripe failed (exit code 2).
+INCOMPLETE = "could not be asked (Stripe failed)"
+
+
 def reconcile_customers(
     shops: pd.DataFrame,
     accounts: pd.DataFrame,
@@ -402,7 +406,11 @@ def reconcile_customers(
     pieces.extend(_compare_rows(spec, linked[found & ~deleted & ~dup], compare_name))
     lookup = pd.concat([cus[_KEYS], owners], ignore_index=True) if len(owners) else cus
     names = pd.concat([ok, owner_names], ignore_index=True) if len(owner_names) else ok
-    pieces.extend(_not_found_rows(spec, linked[~found & ~dup], lookup, names, other_mode))
+    pieces.extend(
+        _not_found_rows(
+            spec, linked[~found & ~dup], lookup, names, other_mode, failed=shop_errors or {}
+        )
+    )
     return _assemble(spec, pieces, ["shop_id", "account_id", "stripe_customer_id"], states)
 
 
@@ -583,10 +591,14 @@ def _not_found_rows(
     cus: pd.DataFrame,
     ok: pd.DataFrame,
     other_mode: Mapping[Any, Mapping[str, str]] | None = None,
+    *,
+    failed: Mapping[Any, str] | None = None,
 ) -> list[pd.DataFrame]:
     """mode_mismatch when the shop's Stripe says the id exists in the key's other mode;
     else wrong_shop when another usable shop has the id (the lowest shop_id wins); else
-    missing_in_stripe."""
+    missing_in_stripe. When another shop could not be asked (``failed``: its Stripe
+    failed, in the run or only looked up), "missing" is not known: the detail says
+    so (:data:`INCOMPLETE`) and no destructive fix is advised."""
     pieces: list[pd.DataFrame] = []
     if other_mode:
         said = {
@@ -640,6 +652,24 @@ def _not_found_rows(
     cols = _account_cols(mi, stripe=False)
     cols["detail"] = "no such customer in this shop's Stripe account"
     cols["suggested_action"] = "clear the link or create a new customer"
+    unasked = sorted(str(k) for k in (failed or {}))
+    if unasked and len(mi):
+        own = mi["shop_id"].astype("string")
+        others = own.map(lambda sid: ", ".join(x for x in unasked if x != sid)).astype("string")
+        partial = _bool(others.str.len() > 0)
+        detail = pd.Series(cols["detail"], index=mi.index, dtype="string")
+        action = pd.Series(cols["suggested_action"], index=mi.index, dtype="string")
+        cols["detail"] = detail.where(
+            ~partial,
+            "not in this shop's Stripe account; shop(s) "
+            + others
+            + f" {INCOMPLETE}, so it may belong there",
+        )
+        cols["suggested_action"] = action.where(
+            ~partial,
+            "none yet: run again when shop(s) " + others + " answer; do not clear or replace "
+            "the link",
+        )
     return [*pieces, wrong_piece, _piece(spec, "missing_in_stripe", cols, len(mi))]
 
 

@@ -173,12 +173,20 @@ def outcome(reports: Mapping[str, pd.DataFrame]) -> int:
 
     ``shop_not_configured`` is drift (1): nothing could be checked for that shop
     and an analyst has to add its key; ``shop_error`` (2) means Stripe refused or
-    failed, which is an operational alert rather than a data finding.
+    failed, which is an operational alert rather than a data finding; so is a
+    row whose answer depends on a shop that failed (its detail says so), even when
+    that shop is outside the run.
     """
+    from opskit.core.reconcile import INCOMPLETE
+
     statuses: set[str] = set()
+    incomplete = False
     for report in reports.values():
         statuses |= set(status_counts(report))
-    if "shop_error" in statuses:
+        if "detail" in report.columns and len(report):
+            found = report["detail"].astype("string").str.contains(INCOMPLETE, regex=False)
+            incomplete |= bool(found.fillna(False).any())
+    if "shop_error" in statuses or incomplete:  # a failed shop, in the run or asked about
         return SHOP_FAILED
     if statuses - {"match"}:
         return DRIFT

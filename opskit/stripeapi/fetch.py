@@ -114,6 +114,9 @@ class FetchResult:
     other_mode: dict[str, dict[str, str]] = field(default_factory=dict)
     requests: int = 0  # API calls made (list pages and retrieves; transport retries excluded)
     items: pd.DataFrame | None = None  # subscriptions: one SUBSCRIPTION_ITEMS row per item
+    # shop_id -> reason for shops outside the run that failed a cross-shop lookup: an id
+    # "missing" from the run's shops may belong to them (reported as unknown, not absent)
+    lookup_errors: dict[str, str] = field(default_factory=dict)
 
 
 # -- one shop: a picklable work item ------------------------------------------------------
@@ -459,13 +462,21 @@ def fetch_customers(
             MAX_CROSS_SHOP_RETRIEVES,
         )
     extra = _run_jobs(cross, executor, limit, progress, "Stripe cross-shop lookups")
+    lookup_errors: dict[str, str] = {}
     for o in extra:
         if o.error is not None:
             log.warning("opskit: cross-shop lookup in shop %s failed: %s", o.shop_id, o.error)
+            lookup_errors[o.shop_id] = o.error
     frame = _frame(CUSTOMERS, [*outcomes, *extra], "stripe_customer_id")
     requests = sum(o.requests for o in [*outcomes, *extra])
     elsewhere = {o.shop_id: dict(o.other_mode) for o in outcomes if o.other_mode}
-    return FetchResult(frame=frame, errors=errors, requests=requests, other_mode=elsewhere)
+    return FetchResult(
+        frame=frame,
+        errors=errors,
+        requests=requests,
+        other_mode=elsewhere,
+        lookup_errors=lookup_errors,
+    )
 
 
 def fetch_subscriptions(
