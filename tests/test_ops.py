@@ -192,7 +192,17 @@ def test_a_shop_filter_still_tells_wrong_shop_from_missing(session: DemoSession)
         len(wrong) == 1 and f"belongs to shop {blue} (Blue Harbor Books)" in wrong["detail"].iloc[0]
     )
     shop1 = full[full["shop_id"] == north].reset_index(drop=True)
-    pd.testing.assert_frame_equal(only_one, shop1)
+    # A shop that failed in the full run (the demo's live shop) may own links found in
+    # no answering shop: there they are unknown, not absent, and nothing destructive is
+    # advised; everything else is the same as in the filtered run.
+    from opskit.core.reconcile import INCOMPLETE
+
+    unknown = shop1["detail"].str.contains(INCOMPLETE, regex=False).fillna(False)
+    assert set(shop1.loc[unknown, "status"]) <= {"missing_in_stripe"}
+    assert not shop1.loc[unknown, "suggested_action"].str.contains("create a new").any()
+    same = ["detail", "suggested_action"]
+    pd.testing.assert_frame_equal(only_one.drop(columns=same), shop1.drop(columns=same))
+    pd.testing.assert_frame_equal(only_one[~unknown], shop1[~unknown])
 
 
 def test_the_backends_own_sync_refreshes_stale_snapshots(session: DemoSession) -> None:
