@@ -3,6 +3,8 @@ never written with by an ordinary (non-LIVE) "Confirm"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import opskit
 from opskit.faces import widgets
 from opskit.sandbox import Sandbox
@@ -10,6 +12,12 @@ from tests.faults.conftest import Tally
 from tests.faults.world import World, make_world
 
 LIVE = "sk_live_" + "Tu7" * 9
+
+
+def _pick(options: Any, wanted: int) -> Any:
+    """The dropdown value for id ``wanted`` (ids are opaque strings; older panels used ints)."""
+    values = [v for _, v in options]
+    return str(wanted) if str(wanted) in values else wanted
 
 
 def _turn_live(w: World) -> None:
@@ -29,8 +37,8 @@ def test_payment_and_subscription_panels_decide_live_at_write_time(
 
     def payment() -> tuple[str, str]:
         panel = widgets.payment_panel(ops, actor="t")
-        panel.shop.value = 1
-        panel.account.value = "11" if "11" in [v for _, v in panel.account.options] else 11
+        panel.shop.value = _pick(panel.shop.options, 1)
+        panel.account.value = _pick(panel.account.options, 11)
         panel.amount.value = "12.00"
         panel.currency.value = "eur"
         panel.create_button.click()
@@ -50,8 +58,8 @@ def test_payment_and_subscription_panels_decide_live_at_write_time(
         with w.ctx.db.engine.begin() as conn:
             conn.execute(t.update().where(t.c.id == 1).values(stripe_secret_key=w.key))
         panel = widgets.subscription_panel(ops, actor="t")
-        panel.shop.value = 1
-        panel.account.value = "12" if "12" in [v for _, v in panel.account.options] else 12
+        panel.shop.value = _pick(panel.shop.options, 1)
+        panel.account.value = _pick(panel.account.options, 12)
         panel.price.value = price
         panel.create_button.click()
         if not panel.confirm.pending:
