@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_reconcile.py
 	$(BIN)/python benchmarks/bench_money.py
 	$(BIN)/python benchmarks/bench_fleet.py
+	$(BIN)/python benchmarks/bench_refresh.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
