@@ -196,6 +196,12 @@ def test_first_refresh_reads_each_shop_in_full_and_says_so(world_any: World) -> 
     assert third.changes.empty  # ...and never again
     assert (third.shops["requests"] == 1).all()  # one page of events per quiet shop
     _assert_same_reports(ops)
+    engine = sa.create_engine(world.url)
+    mine = {"opskit_event_cursors", "opskit_stripe_objects", "opskit_events"}
+    if engine.dialect.name == "postgresql":  # never in the backend's own schema
+        assert mine <= set(sa.inspect(engine).get_table_names(schema="opskit"))
+        assert not mine & set(sa.inspect(engine).get_table_names(schema="public"))
+    engine.dispose()
 
 
 @pytest.mark.parametrize("seed", [1])

@@ -81,16 +81,10 @@ class State:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        own_url = getattr(db.schema, "own_database_url", None)
-        if own_url:
-            from opskit.backend.db import create_engine
-
-            self.engine = create_engine(own_url)
-        else:
-            self.engine = db.engine
+        # Beside the audit table: the same engine and schema (see Database.own_engine).
+        self.engine = db.own_engine
         self.dialect = self.engine.dialect.name
-        own = getattr(db.schema, "own_schema", "opskit")
-        self.schema_name: str | None = own if self.dialect == "postgresql" and own else None
+        self.schema_name: str | None = db.own_schema
         md = sa.MetaData(schema=self.schema_name)
         self.cursors = sa.Table(
             "opskit_event_cursors",
@@ -177,9 +171,8 @@ class State:
         """Create the schema and tables if missing (idempotent, cheap after the first call)."""
         if self._ready:
             return
+        self.db.ensure_own_schema()
         with self.engine.begin() as conn:
-            if self.schema_name:
-                conn.execute(sa.schema.CreateSchema(self.schema_name, if_not_exists=True))
             self.metadata.create_all(conn, checkfirst=True)
             columns = {
                 c["name"]
