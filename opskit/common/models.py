@@ -118,9 +118,9 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
     """Parse a details cell into a dict; returns (details, error) and never raises.
 
     One rule everywhere: SQL NULL, JSON ``null`` and ``{}`` are empty details
-    (``({}, None)``), not broken ones; only text that is not valid JSON, or JSON
-    that is not an object (a list, a string, a number), is unreadable
-    (``({}, "why")``).
+    (``({}, None)``), not broken ones; only text that is not valid JSON, JSON
+    nested too deep to parse, or JSON that is not an object (a list, a string, a
+    number), is unreadable (``({}, "why")``).
     """
     raw = _none_if_na(raw)
     if raw is None:
@@ -136,6 +136,8 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
             # json's own messages can end in "at" ("Unterminated string starting at").
             where = "char" if exc.msg.endswith(" at") else "at char"
             return {}, f"details is not valid JSON ({exc.msg} {where} {exc.pos})"
+        except RecursionError:  # '[[[[...' thousands deep: a flagged row, not a crash
+            return {}, "details is nested too deep to read (thousands of levels)"
     else:
         value = raw
     if value is None:  # JSON null: what a JSON column stores for Python's None
