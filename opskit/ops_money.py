@@ -267,7 +267,7 @@ class MoneyOps:
         progress: bool,
     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
         lo, hi = period_bounds(period, since, until)
-        kinds: tuple[str, ...] = ("payouts", "charges", "refunds", "disputes", "intents")
+        kinds: tuple[str, ...] = ("payouts",)  # items name their payments (sources expanded)
         if payout_id is None and hi is not None:
             kinds = (*kinds, "transactions")
         res = self._money(self._shop_list(shop_ids), lo, hi, kinds, executor, progress)

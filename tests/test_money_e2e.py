@@ -311,8 +311,14 @@ def test_payout_report_categories_manual_and_unpaid_balance(world: World) -> Non
         pend = next(x.amount for x in bal.pending if x.currency == part.currency)
         assert unpaid.loc[("1", part.currency), "net"] == part.amount + pend
     assert unpaid.loc[("2", "eur"), "net"] == 0  # shop B paid out everything by hand
-    one = world.ops.payout_report(str(cats["payout_id"].iloc[0]), progress=False)
+    po = str(cats["payout_id"].iloc[0])
+    one = world.ops.payout_report(po, progress=False)
     assert set(one["line"]) == {"category"}
+    items = world.ops.payout_items(po, progress=False)
+    pd.testing.assert_frame_equal(items.iloc[:0], frames.empty(frames.BALANCE_TRANSACTIONS))
+    charges = items[items["reporting_category"] == "charge"]
+    assert len(charges) and set(charges["stripe_payment_intent_id"]) <= set(world.pis.values())
+    assert int(items["net"].sum()) == int(payouts.loc[payouts["payout_id"] == po, "amount"].iloc[0])
 
 
 def test_daily_overview_per_shop_and_currency(world: World) -> None:

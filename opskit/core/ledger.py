@@ -198,6 +198,13 @@ def _payment_of(sm: ShopMoney) -> dict[str, str]:
     return out
 
 
+def _payment_intent(source: Any) -> str | None:
+    """The payment intent an expanded source (charge, refund, dispute) belongs to."""
+    if isinstance(source, Mapping):
+        return _id(source.get("payment_intent"))
+    return None
+
+
 def balance_transactions_frame(shops: Iterable[ShopMoney]) -> pd.DataFrame:
     """One ``BALANCE_TRANSACTIONS`` row per ledger row listed, plus payout items not listed.
 
@@ -232,7 +239,8 @@ def balance_transactions_frame(shops: Iterable[ShopMoney]) -> pd.DataFrame:
                     "net": t.get("net"),
                     "currency": (t.get("currency") or "").lower() or None,
                     "source": source,
-                    "stripe_payment_intent_id": pis.get(source or ""),
+                    "stripe_payment_intent_id": _payment_intent(t.get("source"))
+                    or pis.get(source or ""),
                     "status": t.get("status"),
                     "payout": paid_by.get(t["id"]),
                     "description": t.get("description"),

@@ -13,7 +13,8 @@ are listed with ``expand[]=data.balance_transaction``, so fees and nets come
 with them. Balance transactions, refunds and disputes are listed from ``since``
 up to *now* when ``ledger_to_now`` (end balances are walked back from today's
 ``GET /v1/balance``; a payment of the period disputed or refunded later shows it).
-Each automatic payout is itemized with ``GET /v1/balance_transactions?payout=po_...``;
+Each automatic payout is itemized with ``GET /v1/balance_transactions?payout=po_...``
+(sources expanded, so each row names its charge, refund or dispute and their payment);
 manual payouts cannot be (Stripe does not record what they contain) and are not
 asked about.
 
@@ -137,7 +138,9 @@ def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
         def items(po: str) -> tuple[list[Any], int, str | None]:
             path = paging.page_fetcher(client, ENDPOINTS["transactions"])
             try:
-                found, stats = paging.list_all(_with(path, {"payout": po}), workers=1)
+                found, stats = paging.list_all(
+                    _with(path, {"payout": po, "expand": ["data.source"]}), workers=1
+                )
             except stripe.InvalidRequestError as exc:  # e.g. not reconciled yet
                 return [], 1, describe_error(exc)
             return found, stats.requests, None
