@@ -69,6 +69,14 @@ def subscriptions(page: Any) -> None:
     page.wait_for_timeout(500)
 
 
+def money(page: Any) -> None:
+    panel = page.locator(".opskit-money")
+    if not panel.locator(".opskit-payments table").count():  # the notebook runs it already
+        _button(panel, "Run").click()
+    page.locator(".opskit-payments table").wait_for(timeout=90_000)
+    page.wait_for_timeout(800)
+
+
 def _button(panel: Any, text: str) -> Any:
     """The button whose text is exactly ``text`` (its icon glyph aside)."""
     return panel.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
@@ -94,6 +102,7 @@ SHOTS: dict[str, tuple[str, str, Callable[[Any], None]]] = {
         ".opskit-subscriptions",
         subscriptions,
     ),
+    "panel_money.png": ("05_money.ipynb", ".opskit-money", money),
 }
 
 
