@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from opskit.backend.db import shops_frame
-from opskit.backend.money_orders import load_orders
 from opskit.common.context import Context
 from opskit.core import ledger
 from opskit.core.frames import DAILY_OVERVIEW, MONEY_ORDERS, PAYMENT_REPORT, conform
@@ -129,12 +128,9 @@ class MoneyOps:
         return result
 
     def _money_orders(self, shop_ids: Any) -> pd.DataFrame:
-        """``Ops.orders()`` where the backend mapping has it, else the ``orders`` table."""
-        loader = getattr(self, "orders", None)
-        if loader is not None:
-            return conform(loader(shop_ids), MONEY_ORDERS)
-        ids = None if shop_ids is None else [s.id for s in self._shop_list(shop_ids)]
-        return load_orders(self.ctx.db, ids)
+        """The backend's orders (``Ops.orders()``; empty when the mapping has none)."""
+        loader = getattr(self, "orders")  # noqa: B009 - provided by Ops
+        return conform(loader(shop_ids), MONEY_ORDERS)
 
     def _accounts(self, shop_ids: Any) -> pd.DataFrame:
         ids = None if shop_ids is None else [s.id for s in self._shop_list(shop_ids)]  # type: ignore[misc]

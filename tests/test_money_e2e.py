@@ -23,6 +23,7 @@ from tests.dbutil import insert
 from tests.fixtures_sandbox import make_key
 
 DAY = 86_400
+MAPPING = opskit.Schema.reference(orders_table="orders")
 OK_CARD = "4242424242424242"
 DECLINE_CARD = "4000000000000341"  # attaches, then every charge is declined
 DISPUTE_CARD = "4000000000000259"  # charged, then disputed as fraudulent
@@ -159,7 +160,8 @@ def _build(sb: Sandbox, keys: dict[str, str], tmp: Path) -> World:
         columns=["order_id", "shop_id", "account_id", "status", "amount", "currency", "created_at"],
     )
     _store_orders(url, orders)
-    ops = opskit.connect(url, stripe_api_base=sb.url)
+    # opskit's reference schema (integer ids) plus the backend's orders table.
+    ops = opskit.connect(url, schema=MAPPING, stripe_api_base=sb.url)
     return World(sb, ops, keys, orders, t0, p, manual)
 
 
@@ -172,11 +174,12 @@ def _store_orders(url: str, orders: pd.DataFrame) -> None:
         sa.Column("id", sa.String(36), primary_key=True), sa.Column("shop_id", sa.String(36)),
         sa.Column("account_id", sa.String(36), nullable=True), sa.Column("total", sa.Float),
         sa.Column("status", sa.Text), sa.Column("created_at", sa.DateTime),
+        sa.Column("completed_at", sa.DateTime, nullable=True),
     )  # fmt: skip
     md.create_all(engine)
     rows = [
         {"id": o, "shop_id": s, "account_id": a, "total": amount / 100, "status": st,
-         "created_at": at.tz_convert(None).to_pydatetime()}
+         "created_at": at.tz_convert(None).to_pydatetime(), "completed_at": None}
         for o, s, a, st, amount, at in zip(
             orders["order_id"], orders["shop_id"], orders["account_id"], orders["status"],
             orders["amount"], orders["created_at"], strict=True,
@@ -384,7 +387,10 @@ def test_cli_money_writes_one_sheet_per_report_and_html_sections(
     from opskit.faces.cli import app
 
     since = _since(world).strftime("%Y-%m-%dT%H:%M:%S")
-    base = ["money", "--since", since, "--database-url", world.ops.ctx.db.url,
+    mapping = tmp_path / "schema.json"
+    mapping.write_text('{"profile": "reference", "orders_table": "orders"}')
+    base = ["money", "--schema", str(mapping), "--since", since,
+            "--database-url", world.ops.ctx.db.url,
             "--stripe-api-base", world.sandbox.url, "--quiet"]  # fmt: skip
     xlsx = tmp_path / "month.xlsx"
     res = CliRunner().invoke(app, [*base, "--out", str(xlsx)])
@@ -403,7 +409,7 @@ def test_cli_money_writes_one_sheet_per_report_and_html_sections(
     both = tmp_path / "all.html"
     month = pd.Timestamp(world.t0, unit="s").strftime("%Y-%m")
     res = CliRunner().invoke(app, ["reconcile", "--money-period", month, "--out", str(both),
-                                   *base[3:]])  # fmt: skip
+                                   *base[1:3], *base[5:]])  # fmt: skip
     assert res.exit_code == 2, res.output
     page = both.read_text()
     assert "report-customers" in page and "report-payments" in page and "report-payouts" in page

@@ -21,6 +21,7 @@ from opskit.faces.cli import (
     Fmt,
     Out,
     Quiet,
+    SchemaFile,
     Shops,
     StripeApiBase,
     _check_shops,
@@ -80,6 +81,7 @@ def money(
     fmt: Fmt = None,
     database_url: DatabaseUrl = None,
     stripe_api_base: StripeApiBase = None,
+    schema: SchemaFile = None,
     executor: ExecutorOpt = "threads",
     quiet: Quiet = False,
     debug: Debug = False,
@@ -104,7 +106,7 @@ def money(
         period_bounds(period, since, until)  # a bad period fails before any request
         parse_executor(executor)
         resolved = _prepare_out(out, fmt, MONEY_NAMES)
-        ops = _connect(database_url, stripe_api_base)
+        ops = _connect(database_url, stripe_api_base, schema=schema)
         shops = _check_shops(ops, shop)
         with executor_for(executor, timeout=_dask_timeout()) as pool:
             frames = run_money(
