@@ -352,16 +352,7 @@ PAYMENT_STATUSES = [
     "shop_error",
 ]
 
-MONEY_ORDERS: Spec = {  # the backend's orders as the money reports read them
-    "order_id": "string",
-    "shop_id": "string",
-    "account_id": "string",
-    "status": "string",
-    "amount": "Int64",  # minor units (cents), from the float euro total, half-up
-    "currency": "string",
-    "created_at": UTC_TIME,
-    "completed_at": UTC_TIME,
-}
+MONEY_ORDERS: Spec = ORDERS  # the backend's orders, as Ops.orders() gives them
 
 PAYMENTS: Spec = {  # one payment intent of one shop
     "shop_id": "string",
