@@ -188,10 +188,12 @@ Fmt = Annotated[
 @contextmanager
 def _guard(debug: bool) -> Iterator[None]:
     """OpskitError -> one line + exit 3; anything unexpected -> one line + exit 4."""
+    logger = logging.getLogger("opskit")
+    handler: logging.Handler | None = None
+    level = logger.level
     if debug:  # opskit's own loggers only: third-party debug logs echo whole responses
         handler = redacting_handler(logging.StreamHandler(sys.stderr))
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logger = logging.getLogger("opskit")
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
     try:
@@ -219,6 +221,10 @@ def _guard(debug: bool) -> Iterator[None]:
             "— rerun with --debug for the traceback, and please report it"
         )
         raise typer.Exit(INTERNAL_ERROR) from None
+    finally:  # this command's stderr only: never left behind on the process's logger
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def _traceback(exc: BaseException) -> None:
