@@ -443,7 +443,7 @@ def bench_dask(sb: RemoteSandbox, keys: list[str], per_shop: int, workers: int) 
     shop_list = [Shop(id=i + 1, name=None, stripe_secret_key=k) for i, k in enumerate(keys)]
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=workers, processes=True, dashboard_address=None,
+            n_workers=2, threads_per_worker=workers, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,

@@ -374,7 +374,7 @@ def test_dask_distributed_executor(sandbox: Sandbox) -> None:
             n_workers=2,
             threads_per_worker=2,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,

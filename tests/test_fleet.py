@@ -268,7 +268,7 @@ def test_dask_worker_processes_keep_every_key_under_its_rate(sandbox: Sandbox) -
     seal("sk_test_warmup0000000000")  # the task secret exists before the workers start
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=4, processes=True, dashboard_address=None,
+            n_workers=2, threads_per_worker=4, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
@@ -294,7 +294,7 @@ def test_workers_without_the_task_secret_are_refused_before_any_work() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     other = Fernet.generate_key().decode()
     with distributed.LocalCluster(  # noqa: SIM117 - the inner with needs the cluster
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
         silence_logs=logging.ERROR, env={TASK_SECRET_ENV: other},
     ) as cluster:  # fmt: skip
         with (

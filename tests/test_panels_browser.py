@@ -16,13 +16,19 @@ from typing import Any
 import pytest
 
 from opskit import demo
+from opskit.demo import shopbackend
 from tests.browser import browser_page, chromium_path
 from tests.test_notebook_browser import DOCS, NOTEBOOKS, voila_server
 
 
-def _match_email(shop_id: int) -> str:
-    """A demo account of the shop whose Stripe customer exists and matches (seeded plan)."""
-    plan = demo.build_plan()
+def _match_email(shop_index: int) -> str:
+    """An account of the n-th shop (1-based) the panel lists, whose Stripe customer matches.
+
+    The notebooks open the default demo world: shop-backend's shape, UUID ids; the
+    panel lists shops by id.
+    """
+    plan = shopbackend.build_plan()
+    shop_id = sorted((s.id for s in plan.shops), key=str)[shop_index - 1]
     return next(a.email for a in plan.accounts if a.role == "match" and a.shop_id == shop_id)
 
 
