@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from opskit import demo
 from opskit.demo import shopbackend
 from tests.browser import browser_page, chromium_path
 from tests.test_notebook_browser import DOCS, NOTEBOOKS, voila_server
