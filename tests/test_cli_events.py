@@ -66,6 +66,17 @@ def test_secrets_are_read_from_stdin_and_listed_masked(sandbox: Sandbox, tmp_pat
     assert "whsec_…cccc" in listed.output and SECRET not in listed.output
     bad = runner.invoke(app, ["webhooks", "secret", "add", "--shop", "1", *db], input="nope")
     assert bad.exit_code == 3
+    for expires in ("yesterday", "2020-01-01"):  # unreadable, already past: usage errors
+        late = runner.invoke(
+            app,
+            ["webhooks", "secret", "add", "--shop", "1", "--expires", expires, *db],
+            input=SECRET,
+        )
+        assert late.exit_code == 3, late.output
+        assert "--expires" in late.output and SECRET not in late.output
+    assert listed.output.count("whsec_") == runner.invoke(
+        app, ["webhooks", "secret", "list", *db]
+    ).output.count("whsec_")  # nothing was added by the refused calls
     gone = runner.invoke(
         app, ["webhooks", "secret", "remove", "--shop", "1", "--secret", "whsec_…cccc", *db]
     )

@@ -311,3 +311,39 @@ def test_a_mapping_file_maps_other_names_and_a_bad_guess_names_what_exists(
     )
     assert result.exit_code == 0, result.output
     assert str(S1) in result.output and "Alpha" in result.output
+
+
+def test_writes_refuse_unreadable_details_before_any_request(sb_url: str, sandbox: Any) -> None:
+    """Invalid JSON text and a Stripe id that is not text are refused up front.
+
+    Found by a new user: both used to create a Stripe customer opskit then could not
+    link (or crashed with a raw JSONDecodeError on SQLite's JSON column).
+    """
+    key = make_key("sbunreadable")
+    shopbackend.insert(
+        sb_url,
+        shops=[{"id": S1, "name": "Alpha", "stripe_secret_key": key}],
+        accounts=[
+            {"id": A[0], "shop_id": S1, "name": "ann@example.com",
+             "details": {"stripe_customer_id": {"nested": 1}, "note": "vip"}},
+            {"id": A[1], "shop_id": S1, "name": "bob@example.com", "details": {}},
+        ],
+    )  # fmt: skip
+    ops = opskit.connect(sb_url, stripe_api_base=sandbox.url)
+    targets = [A[0]]
+    if ops.ctx.db.dialect == "sqlite":  # PostgreSQL's json type refuses invalid text itself
+        engine = sa.create_engine(sb_url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE accounts SET details = '{not json' WHERE id = :id"),
+                {"id": str(A[1]) if isinstance(A[1], uuid.UUID) else A[1]},
+            )
+        engine.dispose()
+        targets.append(A[1])
+    for account in targets:
+        with pytest.raises(opskit.DetailsUnreadable):
+            ops.create_customer(account, actor="ana")
+        with pytest.raises(opskit.DetailsUnreadable):
+            ops.create_payment_intent(account, 1999, "eur", actor="ana")
+    client = stripe.StripeClient(key, base_addresses={"api": sandbox.url})
+    assert client.v1.customers.list().data == []  # nothing was created in Stripe

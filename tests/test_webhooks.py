@@ -165,6 +165,7 @@ def test_forged_unsigned_expired_wrong_shop_malformed_and_unknown_are_refused(se
         "forged": (1, body, _sign(body, "whsec_" + "9" * 32)),
         "unsigned": (1, body, {"Content-Type": "application/json"}),
         "expired": (1, body, _sign(body, SECRET1, t=int(time.time()) - 3600)),
+        "from the future": (1, body, _sign(body, SECRET1, t=int(time.time()) + 1000)),
         "wrong shop": (2, body, _sign(body, SECRET1)),
         "malformed": (1, b"{not json", _sign(b"{not json", SECRET1)),
         "not an event": (1, b'{"id": 1}', _sign(b'{"id": 1}', SECRET1)),
@@ -175,15 +176,17 @@ def test_forged_unsigned_expired_wrong_shop_malformed_and_unknown_are_refused(se
         "forged": 400,
         "unsigned": 400,
         "expired": 400,
+        "from the future": 400,
         "wrong shop": 400,
         "malformed": 400,
         "not an event": 400,
         "unknown shop": 404,
     }
     assert "outside the tolerance" in answers["expired"][1]["error"]
+    assert "outside the tolerance" in answers["from the future"][1]["error"]
     assert "not JSON" in answers["malformed"][1]["error"]
     frame = state_for(ops.ctx.db).deliveries_frame()
-    assert list(frame["outcome"]) == ["rejected"] * 7  # each stored, none applied
+    assert list(frame["outcome"]) == ["rejected"] * 8  # each stored, none applied
     assert ops.changes().query("source == 'webhook'").empty
     _assert_same_reports(ops)  # the customer was not "deleted" by the forgery
     # Nothing stored or answered holds a secret.

@@ -308,8 +308,13 @@ class Database:
         """One account and its raw details (for optimistic checks); ids as text."""
         s, t = self.schema, self.accounts_table
         details: Any = t.c[s.account_details]
-        if self.dialect != "sqlite":
-            details = sa.cast(details, sa.Text)
+        # As text on every dialect: a JSON-typed column's own reader raises on invalid
+        # JSON, which must become DetailsUnreadable (refused before any request).
+        details = (
+            sa.type_coerce(details, sa.Text)
+            if self.dialect == "sqlite"
+            else sa.cast(details, sa.Text)
+        )
 
         def opt(name: str | None) -> Any:
             return t.c[name] if name else sa.null()

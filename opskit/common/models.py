@@ -144,7 +144,15 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
         return {}, None
     if not isinstance(value, dict):
         return {}, f"details is JSON {type(value).__name__}, not an object"
+    for key in _ID_KEYS:
+        # A Stripe id that is not text cannot be a link: writing around it would
+        # create an object nothing links (and comparing it could never match).
+        if value.get(key) is not None and not isinstance(value[key], str):
+            return {}, f"details[{key!r}] is JSON {type(value[key]).__name__}, not a Stripe id"
     return value, None
+
+
+_ID_KEYS = ("stripe_customer_id", "stripe_subscription_id", "stripe_price_id")
 
 
 def detail_text(value: Any) -> str | None:

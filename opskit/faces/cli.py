@@ -881,6 +881,14 @@ def recover(
         unresolved = int((df["outcome"] == "unknown").sum())
         if unresolved:
             console.print(f"{unresolved} could not be found out now: run again later.")
+        log = ops.audit_log()
+        still_open = int(log["outcome"].isin(["pending", "unknown"]).sum())
+        young = still_open - (len(df) if dry_run else unresolved)
+        if young > 0:  # never silent about intents it left alone
+            console.print(
+                f"{young} younger than {older_than:g} s left alone (their request may still "
+                "be in flight): run again later, or pass --older-than 0 if nothing else is writing."
+            )
     raise typer.Exit(report.SHOP_FAILED if unresolved else report.OK)
 
 

@@ -8,6 +8,7 @@ whose events could not be read counts as failed (2).
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -191,22 +192,35 @@ def secret_add(
     debug: Debug = False,
 ) -> None:
     """Add a signing secret for a shop, read from stdin or a hidden prompt (never argv)."""
-    import pandas as pd
-
     from opskit import webhooks
 
     with _guard(debug):
+        when = _expiry(expires) if expires else None  # checked before anything is read
         ops = _connect(database_url, None)
         if sys.stdin.isatty():
             secret = typer.prompt("Signing secret (whsec_...)", hide_input=True)
         else:
             secret = sys.stdin.readline()
-        when = None
-        if expires:
-            ts = pd.Timestamp(expires)
-            when = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).to_pydatetime()
         webhooks.add_secret(ops, shop, secret.strip(), when)
         typer.echo(f"Added a signing secret for shop {shop}.")
+
+
+def _expiry(text: str) -> datetime:
+    """``--expires`` as a UTC time in the future; a clear usage error otherwise."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(
+            f"--expires {text!r} is not a date or time",
+            guidance="Give an ISO date or time in UTC, e.g. 2026-12-31 or 2026-12-31T18:00.",
+        ) from None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when <= datetime.now(UTC):
+        raise InputError(
+            f"--expires {text!r} is already past",
+            guidance="Give a time in the future, or remove the old secret instead.",
+        )
+    return when
 
 
 @secret_app.command("list")

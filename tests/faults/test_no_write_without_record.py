@@ -213,6 +213,16 @@ def test_recover_says_not_written_for_an_intent_stripe_never_saw(
     write.begin("opskit-v1-never-sent")  # the process died right after this
 
     def scenario() -> tuple[str, str]:
+        from typer.testing import CliRunner
+
+        from opskit.faces.cli import app
+
+        # The default leaves a young intent alone, and says so rather than "0 open".
+        cli = CliRunner().invoke(
+            app, ["recover", "--database-url", w.url, "--stripe-api-base", w.sandbox.url]
+        )
+        if cli.exit_code != 0 or "1 younger than 60 s left alone" not in cli.output:
+            return "wrong", f"recover was silent about the young intent: {cli.output!r}"
         ops = opskit.connect(w.url, stripe_api_base=w.sandbox.url)
         dry = ops.recover(older_than=0, dry_run=True)
         if list(dry["outcome"]) != ["error"] or audit.open_intents(w.ctx.db).empty:
