@@ -302,3 +302,24 @@ def test_workers_without_the_task_secret_are_refused_before_any_work() -> None:
             executor_for(cluster.scheduler_address),
         ):
             pass
+
+
+def test_money_task_payloads_hold_no_key_and_no_database_url(sandbox: Sandbox) -> None:
+    """The money reads travel to an executor as sealed keys too, without the database URL."""
+    from opskit.stripeapi import money
+
+    key = make_key("moneypayload")
+    url = "postgresql://opskit:hunter2@db.internal/shop"
+    with ThreadPoolExecutor(2) as pool:
+        recorder = _RecordingExecutor(pool)
+        result = money.fetch_money(
+            ctx_for(sandbox.url, database_url=url),
+            [Shop(id="s1", name=None, stripe_secret_key=key)],
+            executor=recorder,
+            progress=False,
+        )
+    assert not result.errors and result.requests["s1"] > 0  # the worker opened the sealed key
+    assert recorder.payloads
+    for payload in recorder.payloads:
+        assert key.encode() not in payload and key[8:].encode() not in payload
+        assert b"hunter2" not in payload and b"db.internal" not in payload

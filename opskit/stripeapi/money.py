@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ from opskit.common.config import Settings
 from opskit.common.context import Context
 from opskit.common.models import Shop, as_shop
 from opskit.common.progress import bar as progress_bar
+from opskit.common.sealing import SealedKey, seal
 from opskit.common.stripe_errors import describe_error
 from opskit.core.ledger import ShopMoney
 from opskit.stripeapi import paging
@@ -69,10 +70,15 @@ class MoneyResult:
 
 @dataclass(frozen=True)
 class MoneyJob:
-    """One shop's money reads; picklable. ``key`` is left out of ``repr``."""
+    """One shop's money reads; picklable.
+
+    The key travels sealed (encrypted under the task secret, see
+    :mod:`opskit.common.sealing`) and the settings without the database URL, so a
+    job sent to another process (a dask worker) carries no secret in the clear.
+    """
 
     shop_id: str
-    key: str = field(repr=False)
+    key: SealedKey
     api_base: str | None
     settings: Settings
     kinds: tuple[str, ...]
@@ -117,7 +123,7 @@ def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
     out = ShopMoney(job.shop_id)
     minimum = 0
     try:
-        shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key)  # type: ignore[arg-type]
+        shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key.open())  # type: ignore[arg-type]
         s = job.settings
         rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
         client = client_for_shop(
@@ -205,9 +211,9 @@ def fetch_money(
     jobs = [
         MoneyJob(
             shop_id=str(shop.id),
-            key=str(shop.stripe_secret_key).strip(),
+            key=seal(str(shop.stripe_secret_key).strip()),
             api_base=ctx.api_base,
-            settings=ctx.settings,
+            settings=replace(ctx.settings, database_url=None),
             kinds=tuple(kinds),
             since=_epoch(since),
             until=_epoch(until),
