@@ -6,6 +6,7 @@ from typing import Literal
 
 from opskit.backend.schema import Schema
 from opskit.common.config import Settings
+from opskit.common.exceptions import InputError
 from opskit.demo import home as demo_home
 from opskit.demo import session as demo_session
 from opskit.demo import world as demo_world
@@ -39,6 +40,13 @@ def connect(
     ``"local"`` opens the database for local reads only (``shops()``,
     ``accounts()``, ``audit_log()``).
     """
+    if url is not None and not url.strip():
+        # An empty --database-url "$UNSET" in a cron job must not report on demo data.
+        raise InputError(
+            "the database URL is empty",
+            guidance="Give the backend's SQLAlchemy URL (postgresql+psycopg://user@host/db), "
+            "or leave the option out to use the demo database.",
+        )
     env = Settings.from_env()
     configured = url or (settings.database_url if settings else None) or env.database_url
     base_given = (

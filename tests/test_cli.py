@@ -190,6 +190,8 @@ def test_unreachable_database_exits_3(tmp_path: Path) -> None:
         "postgresql+psycopg://nobody@127.0.0.1:9/x",
         "nosuchdb://x",
         f"sqlite:///{tmp_path}/no/x.db",
+        "",  # --database-url "$UNSET" in a cron job: never the demo database instead
+        "  ",
     ):
         result = run("reconcile", "--database-url", url)
         assert result.exit_code == 3, (url, result.output)

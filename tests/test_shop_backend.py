@@ -347,3 +347,25 @@ def test_writes_refuse_unreadable_details_before_any_request(sb_url: str, sandbo
             ops.create_payment_intent(account, 1999, "eur", actor="ana")
     client = stripe.StripeClient(key, base_addresses={"api": sandbox.url})
     assert client.v1.customers.list().data == []  # nothing was created in Stripe
+
+
+def test_create_customer_trims_the_email_and_refuses_an_account_without_one(
+    sb_url: str, sandbox: Any
+) -> None:
+    key = make_key("sbtrim")
+    shopbackend.insert(
+        sb_url,
+        shops=[{"id": S1, "name": "Alpha", "stripe_secret_key": key}],
+        accounts=[
+            {"id": A[0], "shop_id": S1, "name": "  Bob@X.IO\u00a0", "details": {}},
+            {"id": A[1], "shop_id": S1, "name": None, "details": {}},
+        ],
+    )  # fmt: skip
+    ops = opskit.connect(sb_url, stripe_api_base=sandbox.url)
+    assert ops.create_customer(A[0], actor="ana")["email"] == "Bob@X.IO"
+    with pytest.raises(opskit.InputError, match="no email"):
+        ops.create_customer(A[1], actor="ana")
+    client = stripe.StripeClient(key, base_addresses={"api": sandbox.url})
+    assert [c.email for c in client.v1.customers.list().data] == ["Bob@X.IO"]
+    refused = ops.audit_log(action="customer.create")
+    assert "refused" in set(refused["outcome"])

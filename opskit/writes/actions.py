@@ -624,14 +624,23 @@ def create_customer(
     aid = str(account.id)
     # The backend's way: the email only (shop-backend keeps it in accounts.name); a
     # person's name only when asked, or when the backend has a name column of its own.
+    address = email if email is not None else account.email
     params: dict[str, Any] = {
-        "email": email if email is not None else account.email,
+        # As a person reads it: no white space around it (a pasted "  Bob@X.IO ").
+        "email": address.strip() if isinstance(address, str) else address,
         "name": name if name is not None else account.name if ctx.db.schema.account_name else None,
     }
     call, key_params, write = _replacing_write(
         ctx, "customer.create", shop, aid, params, replaces=existing, nonce=nonce, actor=actor
     )
     write.guard(confirm)
+    if not params["email"]:
+        exc0 = InputError(
+            f"account {aid} has no email (its email column is empty); no customer created",
+            guidance="Fill in the account's email in the backend first, or pass email=...",
+        )
+        write.record("refused", error=exc0.message)
+        raise exc0
     client = write.client()
     if existing:
         current = _retrieve(write, lambda: client.v1.customers.retrieve(existing))
