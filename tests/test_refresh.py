@@ -362,6 +362,31 @@ def test_one_failing_shop_is_its_own_row(world: World, sandbox: Sandbox) -> None
     assert "shop_error" in set(result.gaps["gap"])
 
 
+def test_a_link_a_failed_shop_may_own_is_unknown_not_missing(
+    world: World, sandbox: Sandbox
+) -> None:
+    """As in a full run: when another shop cannot be asked, a link found nowhere is unknown.
+
+    Found by a new user: refresh said "no such customer ... create a new customer"
+    (and exit 1) where reconcile said "could not be asked" (exit 2).
+    """
+    from opskit.core.reconcile import INCOMPLETE
+
+    world.new_customer(1)
+    world.link(1, "cus_nowhere0000", email="gone@example.com")
+    ops = connect(world)
+    ops.refresh(progress=False)
+    sandbox.configure(key=world.keys[2], fail_next=500, fail_status=500)
+    try:
+        result = ops.refresh(["1"], progress=False)
+    finally:
+        sandbox.configure(key=world.keys[2], fail_next=0)
+    report = result.reports["customers"]
+    row = report[report["stripe_customer_id"] == "cus_nowhere0000"].iloc[0]
+    assert INCOMPLETE in row["detail"], row["detail"]
+    assert "create a new" not in str(row["suggested_action"])
+
+
 _CHILD = """
 import sys, opskit
 ops = opskit.connect(sys.argv[1], stripe_api_base=sys.argv[2])

@@ -601,6 +601,7 @@ def local_customers(
                 if obj.get("deleted") is not True:
                     live_anywhere.add(oid)
     requests = 0
+    lookup_errors: dict[str, str] = {}
     for s in run:
         own = known[sid(s.id)]
         unresolved = [i for i in links.get(sid(s.id), set()) if i not in own]
@@ -618,22 +619,23 @@ def local_customers(
                 rest.append(oid)
         if not rest:
             continue
-        # Not in any copy: ask Stripe, own shop first, then the others.
-        try:
-            client = stripe_events.shop_client(ctx, s)
-            found, missing, n = stripe_events.retrieve_objects(client, "customer", rest)
-            requests += n
-            by_shop[s.id].update({k: _row("customer", s, v) for k, v in found.items()})
-            for other in everyone:
-                if not missing or other.id == s.id:
-                    continue
-                client = stripe_events.shop_client(ctx, other)
+        # Not in any copy: ask Stripe, own shop first, then the others. A shop that
+        # cannot be asked is a lookup error: the report then says the link's owner is
+        # unknown (as a full run does), never "missing" with destructive advice.
+        missing = list(rest)
+        for holder in [s, *(o for o in everyone if o.id != s.id)]:
+            if not missing:
+                break
+            try:
+                client = stripe_events.shop_client(ctx, holder)
                 found, missing, n = stripe_events.retrieve_objects(client, "customer", missing)
-                requests += n
-                by_shop[other.id].update({k: _row("customer", other, v) for k, v in found.items()})
-        except Exception as exc:  # noqa: BLE001 - lookups are best effort, as in fetch
-            log.warning(
-                "opskit: linked-id lookup for shop %s failed: %s", s.id, describe_error(exc)
-            )
+            except Exception as exc:  # noqa: BLE001 - lookups are best effort, as in fetch
+                lookup_errors[sid(holder.id)] = describe_error(exc)
+                log.info("opskit: linked-id lookup in shop %s failed: %s", holder.id, exc)
+                continue
+            requests += n
+            by_shop[holder.id].update({k: _row("customer", holder, v) for k, v in found.items()})
     frame = fetch.frame_of("customers", {k: list(v.values()) for k, v in by_shop.items()})
-    return fetch.FetchResult(frame=frame, errors=errors, requests=requests)
+    return fetch.FetchResult(
+        frame=frame, errors=errors, requests=requests, lookup_errors=lookup_errors
+    )
