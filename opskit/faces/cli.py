@@ -881,8 +881,8 @@ def recover(
         unresolved = int((df["outcome"] == "unknown").sum())
         if unresolved:
             console.print(f"{unresolved} could not be found out now: run again later.")
-        log = ops.audit_log()
-        still_open = int(log["outcome"].isin(["pending", "unknown"]).sum())
+        # Filtered in SQL: the audit log grows with every write.
+        still_open = len(ops.audit_log(outcome=["pending", "unknown"]))
         young = still_open - (len(df) if dry_run else unresolved)
         if young > 0:  # never silent about intents it left alone
             console.print(
