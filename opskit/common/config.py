@@ -57,6 +57,7 @@ class Settings:
     live_rate_limit: float = 90.0  # requests/s per shop with a live key (Stripe allows 100)
     max_shop_workers: int = 32  # shops fetched concurrently (threads; see README Performance)
     max_retry_wait: float = 60.0  # seconds of backoff per request before giving up
+    connect_timeout: float = 10.0  # seconds to open a connection to Stripe (per attempt)
     read_timeout: float = 30.0  # seconds to wait for one answer from Stripe (per attempt)
     request_deadline: float = 120.0  # wall-clock seconds for one Stripe call, retries included
 

@@ -46,6 +46,7 @@ __all__ = [
     "StripeNotConfigured",
     "clear_clients",
     "client_for_shop",
+    "client_limits",
     "configure_for_shop",
     "fetch_customer",
     "get_customer_id",
@@ -175,6 +176,7 @@ def client_for_shop(
     max_retry_wait: float | None = None,
     read_timeout: float | None = None,
     deadline: float | None = None,
+    connect_timeout: float | None = None,
 ) -> stripe.StripeClient:
     """The shop's own ``stripe.StripeClient``, cached per (key, api_base).
 
@@ -184,10 +186,12 @@ def client_for_shop(
     retried as :mod:`opskit.stripeapi.transport` describes. ``api_base`` None means
     Stripe itself; otherwise e.g. the sandbox's ``http://127.0.0.1:PORT``.
 
-    ``rate_limit``, ``max_retry_wait``, ``read_timeout`` (seconds per attempt) and
-    ``deadline`` (wall-clock seconds per call, attempts and sleeps included)
-    given explicitly also apply to the cached client (and to every thread using
-    that key), the last setting wins.
+    ``rate_limit``, ``max_retry_wait``, ``connect_timeout`` and ``read_timeout``
+    (seconds per attempt) and ``deadline`` (wall-clock seconds per call, attempts
+    and sleeps included) given explicitly also apply to the cached client (and to
+    every thread using that key), the last setting wins. Callers holding
+    :class:`~opskit.common.config.Settings` pass ``**client_limits(settings)``, so
+    reads and writes alike honour the configured bounds.
     """
     key = shop_key(shop)
     base = api_base.rstrip("/") if api_base else None
@@ -198,7 +202,7 @@ def client_for_shop(
     with _clients_lock:
         entry = _clients.get((fingerprint, base))
         if entry is None:
-            policy = _policy(RetryPolicy(), max_retry_wait, read_timeout, deadline)
+            policy = _policy(RetryPolicy(), max_retry_wait, read_timeout, deadline, connect_timeout)
             transport = LimitedRetryingClient(
                 limiter=bucket, policy=policy, label=mask_key(key) or ""
             )
@@ -210,7 +214,9 @@ def client_for_shop(
             )
             entry = _clients[(fingerprint, base)] = _Entry(client, transport)
             return client
-    wanted = _policy(entry.transport.policy, max_retry_wait, read_timeout, deadline)
+    wanted = _policy(
+        entry.transport.policy, max_retry_wait, read_timeout, deadline, connect_timeout
+    )
     if wanted != entry.transport.policy:
         entry.transport.policy = wanted
     return entry.client
@@ -221,6 +227,7 @@ def _policy(
     max_retry_wait: float | None,
     read_timeout: float | None,
     deadline: float | None,
+    connect_timeout: float | None = None,
 ) -> RetryPolicy:
     changes: dict[str, Any] = {
         name: float(value)
@@ -228,10 +235,26 @@ def _policy(
             ("max_retry_wait", max_retry_wait),
             ("read_timeout", read_timeout),
             ("deadline", deadline),
+            ("connect_timeout", connect_timeout),
         )
         if value is not None
     }
     return dataclasses.replace(policy, **changes) if changes else policy
+
+
+def client_limits(settings: Settings) -> dict[str, float]:
+    """The per-request bounds of ``settings`` as :func:`client_for_shop` keywords.
+
+    ``max_retry_wait`` (seconds of backoff), ``connect_timeout`` and ``read_timeout``
+    (seconds per attempt), ``deadline`` (``Settings.request_deadline``: wall-clock
+    seconds per call). One place, so every read and write path passes the same bounds.
+    """
+    return {
+        "max_retry_wait": settings.max_retry_wait,
+        "connect_timeout": settings.connect_timeout,
+        "read_timeout": settings.read_timeout,
+        "deadline": settings.request_deadline,
+    }
 
 
 def _is_stripe(base: str) -> bool:

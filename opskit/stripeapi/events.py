@@ -26,7 +26,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import OpskitError
 from opskit.common.models import Shop
 from opskit.stripeapi import fetch
-from opskit.stripeapi.clients import client_for_shop
+from opskit.stripeapi.clients import client_for_shop, client_limits
 
 __all__ = [
     "DeliveryRejected",
@@ -45,9 +45,7 @@ def shop_client(ctx: Context, shop: Shop) -> stripe.StripeClient:
     """The shop's own client, rate-limited for its key's mode (see ``client_for_shop``)."""
     s = ctx.settings
     rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
-    return client_for_shop(
-        shop, api_base=ctx.api_base, rate_limit=rate, max_retry_wait=s.max_retry_wait
-    )
+    return client_for_shop(shop, api_base=ctx.api_base, rate_limit=rate, **client_limits(s))
 
 
 def read_events(

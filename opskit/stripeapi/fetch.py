@@ -148,6 +148,10 @@ class ShopJob:
     window_workers: int = paging.DEFAULT_WINDOW_WORKERS
     expected: int | None = None  # size hint; None: the number of distinct retrieve ids
     origin: str = field(default_factory=_this_process)
+    # seconds per attempt (connect, read) and per call (wall time): Settings' bounds
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    deadline: float | None = None
 
     @property
     def masked_key(self) -> str | None:
@@ -176,7 +180,13 @@ class ShopOutcome:
 def _shop_client(job: ShopJob) -> stripe.StripeClient:
     shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key.open())
     client = client_for_shop(
-        shop, api_base=job.api_base, rate_limit=job.rate_limit, max_retry_wait=job.max_retry_wait
+        shop,
+        api_base=job.api_base,
+        rate_limit=job.rate_limit,
+        max_retry_wait=job.max_retry_wait,
+        connect_timeout=job.connect_timeout,
+        read_timeout=job.read_timeout,
+        deadline=job.deadline,
     )
     if job.origin != _this_process():
         # Another process may have used this key a moment ago: start from an
@@ -373,6 +383,9 @@ def _job(ctx: Context, kind: str, shop: Shop, **kwargs: Any) -> ShopJob:
         api_base=ctx.api_base,
         rate_limit=s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit,
         max_retry_wait=s.max_retry_wait,
+        connect_timeout=s.connect_timeout,
+        read_timeout=s.read_timeout,
+        deadline=s.request_deadline,
         **kwargs,
     )
 

@@ -42,7 +42,7 @@ from opskit.common.sealing import SealedKey, seal
 from opskit.common.stripe_errors import describe_error
 from opskit.core.ledger import ShopMoney
 from opskit.stripeapi import paging
-from opskit.stripeapi.clients import client_for_shop
+from opskit.stripeapi.clients import client_for_shop, client_limits
 
 __all__ = ["ENDPOINTS", "KINDS", "MoneyJob", "MoneyResult", "fetch_money", "run_money_job"]
 
@@ -126,9 +126,7 @@ def run_money_job(job: MoneyJob) -> tuple[ShopMoney, int, str | None]:
         shop = Shop(id=job.shop_id, name=None, stripe_secret_key=job.key.open())  # type: ignore[arg-type]
         s = job.settings
         rate = s.live_rate_limit if shop.key_info.mode == "live" else s.test_rate_limit
-        client = client_for_shop(
-            shop, api_base=job.api_base, rate_limit=rate, max_retry_wait=s.max_retry_wait
-        )
+        client = client_for_shop(shop, api_base=job.api_base, rate_limit=rate, **client_limits(s))
 
         # Each listing is bounded to the period and read by one cursor chain (a
         # lister fanning out over all time would pay a request per empty window);

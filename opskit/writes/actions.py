@@ -60,7 +60,7 @@ from opskit.common.stripe_errors import describe_error
 from opskit.common.stripe_modes import other_mode, stripe_message
 from opskit.core import subscription_status
 from opskit.core.money import format_money, validate_amount
-from opskit.stripeapi.clients import client_for_shop
+from opskit.stripeapi.clients import client_for_shop, client_limits
 from opskit.writes.guard import check_live_write
 from opskit.writes.idempotency import derive_key, step_key
 from opskit.writes.lookup import TAG, find_written
@@ -105,13 +105,7 @@ def _customer_id(account: Account, details: Mapping[str, Any], purpose: str) -> 
 
 def _client(ctx: Context, shop: Shop) -> stripe.StripeClient:
     s = ctx.settings
-    return client_for_shop(
-        shop,
-        api_base=ctx.api_base,
-        max_retry_wait=s.max_retry_wait,
-        read_timeout=s.read_timeout,
-        deadline=s.request_deadline,
-    )
+    return client_for_shop(shop, api_base=ctx.api_base, **client_limits(s))
 
 
 def _request_id(obj: Any) -> str | None:
