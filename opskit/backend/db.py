@@ -27,7 +27,14 @@ from opskit.common.exceptions import (
 )
 from opskit.common.ids import digits_only, id_list, id_sort_key, id_text
 from opskit.common.keys import classify_secret_key, mask_key
-from opskit.common.models import Account, Shop, detail_text, parse_details
+from opskit.common.models import (
+    ID_KEYS,
+    Account,
+    Shop,
+    detail_text,
+    id_problem,
+    parse_details,
+)
 from opskit.common.urls import safe_url
 from opskit.core import frames
 
@@ -561,8 +568,16 @@ def _details_extraction(dialect: str, details: Any) -> list[Any] | None:
     to json when one row is malformed.
     """
     if dialect == "postgresql" and isinstance(details.type, sa.JSON):
-        typeof = "jsonb_typeof" if details.type.__class__.__name__ == "JSONB" else "json_typeof"
-        is_object = sa.case((getattr(sa.func, typeof)(details) == "object", 1), else_=0)
+        typeof = getattr(
+            sa.func, "jsonb_typeof" if details.type.__class__.__name__ == "JSONB" else "json_typeof"
+        )
+        # An object whose Stripe ids are text (or absent / null) is read here; any other
+        # row is explained by parse_details, as in Python (an id 123 is no link).
+        ids_text = [
+            sa.func.coalesce(typeof(details.op("->")(key)), "null").in_(["string", "null"])
+            for key in ID_KEYS
+        ]
+        is_object = sa.case((sa.and_(typeof(details) == "object", *ids_text), 1), else_=0)
         values = [
             sa.case((is_object == 1, details.op("->>")(key)), else_=sa.null())
             for key in DETAIL_KEYS
@@ -616,7 +631,8 @@ def accounts_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
                 err = None
             except ValueError:
                 value, err = parse_details(raw)
-            if not isinstance(value, dict):  # e.g. '{' ... valid only as a prefix
+            # '{' ... valid only as a prefix, or {"stripe_customer_id": 123}: explained.
+            if not isinstance(value, dict) or (err is None and id_problem(value)):
                 value, err = parse_details(raw)
         else:
             value, err = parse_details(raw)

@@ -125,8 +125,9 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
     raw = _none_if_na(raw)
     if raw is None:
         return {}, None
-    if isinstance(raw, Mapping):
-        return dict(raw), None
+    if isinstance(raw, Mapping):  # a JSON column's value: the same id rule as for text
+        problem = id_problem(raw)
+        return ({}, problem) if problem else (dict(raw), None)
     if isinstance(raw, bytes | bytearray):
         raw = raw.decode("utf-8", "replace")
     if isinstance(raw, str):
@@ -144,15 +145,25 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
         return {}, None
     if not isinstance(value, dict):
         return {}, f"details is JSON {type(value).__name__}, not an object"
-    for key in _ID_KEYS:
-        # A Stripe id that is not text cannot be a link: writing around it would
-        # create an object nothing links (and comparing it could never match).
-        if value.get(key) is not None and not isinstance(value[key], str):
-            return {}, f"details[{key!r}] is JSON {type(value[key]).__name__}, not a Stripe id"
-    return value, None
+    problem = id_problem(value)
+    return ({}, problem) if problem else (value, None)
 
 
-_ID_KEYS = ("stripe_customer_id", "stripe_subscription_id", "stripe_price_id")
+#: The details keys that hold Stripe ids: each must be text (or absent / null).
+ID_KEYS = ("stripe_customer_id", "stripe_subscription_id", "stripe_price_id")
+
+
+def id_problem(details: Mapping[str, Any]) -> str | None:
+    """Why a details object's Stripe ids are unreadable (an id that is not text), or None.
+
+    A Stripe id that is not text cannot be a link: writing around it would create
+    an object nothing links (and comparing it could never match).
+    """
+    for key in ID_KEYS:
+        value = details.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"details[{key!r}] is JSON {type(value).__name__}, not a Stripe id"
+    return None
 
 
 def detail_text(value: Any) -> str | None:

@@ -35,6 +35,7 @@ __all__ = [
     "format_money",
     "validate_amount",
     "validate_currency",
+    "validate_stripe_currency",
 ]
 
 # Active ISO 4217 codes (2024 list; funds and precious-metal codes left out).
@@ -222,6 +223,28 @@ def validate_currency(currency: Any) -> str:
     return code
 
 
+def validate_stripe_currency(currency: Any, *, guidance: str | None = None) -> str:
+    """The upper-case ISO code of a currency Stripe charges in, or :class:`InvalidAmount`.
+
+    First :func:`validate_currency` (an ISO 4217 code), then Stripe's list of
+    presentment currencies (:data:`opskit.core.currencies.PRESENTMENT`): ``"cup"``
+    is ISO but Stripe does not take it, so it is refused here, before any request.
+    ``guidance`` replaces the default hint (faces say it in their own terms).
+    """
+    try:
+        code = validate_currency(currency)
+    except InvalidAmount as exc:
+        raise InvalidAmount(exc.message, guidance=guidance) from None
+    if not currencies.supported(code):
+        raise InvalidAmount(
+            f"currency {code} is not one Stripe charges in (it is not in Stripe's list of "
+            "supported currencies), so no amount in it can be charged",
+            guidance=guidance
+            or "Use a currency Stripe supports, e.g. usd, eur, gbp or jpy (lower-case ISO code).",
+        )
+    return code
+
+
 def decimals(currency: str) -> int:
     """Digits after the decimal point in the currency's minor unit as Stripe counts them.
 
@@ -238,9 +261,10 @@ def validate_amount(amount: Any, currency: Any, *, purpose: str = "charge") -> t
     amounts above :data:`MAX_AMOUNT` (twelve digits for IDR), and amounts off the
     currency's step for ``purpose`` (``"charge"`` or ``"payout"``) in Stripe's
     table (:mod:`opskit.core.currencies`): three-decimal amounts must end in 0,
-    ISK and UGX amounts be multiples of 100, HUF and TWD payouts multiples of 100.
+    ISK and UGX amounts be multiples of 100, HUF and TWD payouts multiples of 100;
+    and currencies Stripe does not charge in (:func:`validate_stripe_currency`).
     """
-    code = validate_currency(currency)
+    code = validate_stripe_currency(currency)
     the = currencies.rule(code)
     # bool is an int subclass, numpy integers are not: accept those, refuse the rest.
     if isinstance(amount, bool) or not isinstance(amount, numbers.Integral):

@@ -32,12 +32,25 @@ from decimal import Decimal, InvalidOperation
 
 from opskit.common.exceptions import InvalidAmount
 from opskit.core import currencies
-from opskit.core.money import decimals, format_money, validate_amount, validate_currency
+from opskit.core.money import (
+    decimals,
+    format_money,
+    validate_amount,
+    validate_stripe_currency,
+)
 
 __all__ = ["describe_entry", "parse_amount"]
 
 _PLAIN = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 _GUIDANCE = "Type the amount in {code} as digits with a dot for decimals, e.g. {example}."
+_CURRENCY_GUIDANCE = (
+    "Type the three-letter code of a currency Stripe charges in, e.g. usd, eur, gbp or jpy."
+)
+
+
+def _currency(currency: str) -> str:
+    """The code of a currency Stripe charges in, or InvalidAmount saying what to type."""
+    return validate_stripe_currency(currency, guidance=_CURRENCY_GUIDANCE)
 
 
 def _example(code: str) -> str:
@@ -59,9 +72,10 @@ def parse_amount(text: str, currency: str) -> int:
     more decimals than the currency has is refused rather than rounded.
 
     Raises :class:`~opskit.InvalidAmount` (an ``InputError``/``ValueError``) with a
-    ``guidance`` line for every refused entry and for an unknown currency.
+    ``guidance`` line for every refused entry, for an unknown currency and for one
+    Stripe does not charge in (``"cup"``: ISO, but not in Stripe's list).
     """
-    code = validate_currency(currency)
+    code = _currency(currency)
     raw = "" if text is None else str(text)
     entry = raw.strip()
     if not entry:
@@ -124,6 +138,6 @@ def describe_entry(text: str, currency: str) -> str:
     Raises :class:`~opskit.InvalidAmount` as :func:`parse_amount` does.
     """
     amount = parse_amount(text, currency)
-    code = validate_currency(currency)
+    code = _currency(currency)
     unit = "minor unit" if amount == 1 else "minor units"
     return f"{format_money(amount, code)} = {amount} {unit}"

@@ -130,14 +130,34 @@ class PaymentPanel(w.VBox):
         row = self._account_row()
         return row is not None and isinstance(row.get("stripe_customer_id"), str)
 
+    def _unreadable(self) -> str | None:
+        """Why the selected account's details cannot be read, or None when they can."""
+        row = self._account_row()
+        problem = None if row is None else row.get("details_error")
+        return problem if isinstance(problem, str) and problem else None
+
+    def _say_unreadable(self, problem: str) -> None:
+        self.message.show(
+            "warning",
+            f"This account's details cannot be read ({problem}), so it cannot be charged "
+            "and no Stripe customer can be linked to it.",
+            "Repair the account's details in the shop's database (they must be a JSON "
+            'object, e.g. {} or {"stripe_customer_id": "cus_..."}), then pick the account '
+            "again.",
+        )
+
     def _subject_changed(self) -> None:
         """Another shop or account: forget what was shown about the previous one."""
         self.last_result = None
         self.result.value = ""
         self.message.clear()
+        problem = self._unreadable()
         no_customer = self.account.value is not None and not self._has_customer()
-        self.customer_button.layout.display = "flex" if no_customer else "none"
-        if no_customer:
+        # Unreadable details: refused here, before any question; nothing is offered.
+        self.customer_button.layout.display = "flex" if no_customer and not problem else "none"
+        if problem:
+            self._say_unreadable(problem)
+        elif no_customer:
             self.message.show(
                 "info",
                 "This account has no Stripe customer yet, so it cannot be charged.",
@@ -145,17 +165,21 @@ class PaymentPanel(w.VBox):
             )
 
     def money(self) -> tuple[int, str]:
-        """``(minor units, currency)`` from what was typed; raises InvalidAmount."""
-        from opskit.core.money import validate_currency
+        """``(minor units, currency)`` from what was typed; raises InvalidAmount.
+
+        A currency Stripe does not charge in is refused here, with what to type instead.
+        """
         from opskit.core.money_entry import parse_amount
 
-        code = validate_currency(self.currency.value)
-        return parse_amount(self.amount.value, code), code.lower()
+        amount = parse_amount(self.amount.value, self.currency.value)
+        return amount, self.currency.value.strip().lower()
 
     def _preview(self) -> None:
         from opskit.common.exceptions import InvalidAmount
         from opskit.core.money_entry import describe_entry
 
+        # Create is offered only for an amount that reads as one Stripe takes.
+        self.create_button.disabled = True
         if not self.amount.value.strip():  # nothing typed yet: a hint, not an error
             self.amount_preview.value = (
                 '<span class="opskit-amount-hint" style="color:#52606d">'
@@ -171,6 +195,7 @@ class PaymentPanel(w.VBox):
             )
             return
         self.amount_preview.value = f'<b class="opskit-amount-ok">= {esc(text)}</b>'
+        self.create_button.disabled = False
 
     # -- actions -------------------------------------------------------------------------
 
@@ -184,6 +209,9 @@ class PaymentPanel(w.VBox):
                 return
             if not self._has_customer():  # linked since the list was read?
                 self._accounts = self.ops.accounts([self.shop.value])
+            if self._unreadable():
+                self._subject_changed()  # says why, offers nothing
+                return
             if not self._has_customer():  # refused before asking, not after
                 self.message.show(
                     "warning",
@@ -197,7 +225,9 @@ class PaymentPanel(w.VBox):
             self.confirm.ask(
                 f"Create a PaymentIntent of {format_money(amount, currency)} "
                 f"({amount} minor units) for {label} in shop {self.shop.label}?",
-                guarded(self.message, self.create_button)(lambda: self.create(confirmed_live=live)),
+                guarded(self.message, self.create_button, after=self._preview)(
+                    lambda: self.create(confirmed_live=live)
+                ),
                 live=live,
                 yes="Create PaymentIntent",
                 no="Don't create",
@@ -257,13 +287,23 @@ class PaymentPanel(w.VBox):
         if row is None:
             self.message.show("warning", "No account selected.", "Search and pick an account.")
             return
+        self._accounts = self.ops.accounts([self.shop.value])  # as the database has it now
+        if self._unreadable() or self._has_customer():
+            self._subject_changed()  # refused before asking: says why, offers nothing
+            if self._has_customer():
+                self.message.show(
+                    "info",
+                    "This account already has a Stripe customer: nothing to create.",
+                    "Type the amount and press Create PaymentIntent.",
+                )
+            return
         label = self.account.label or str(self.account.value)
         account_id = self.account.value
         self.message.clear()
         live = live_now(self.ops, self.shop.value)
         self.confirm.ask(
             f"Create a Stripe customer for {label} in shop {self.shop.label} and link it?",
-            guarded(self.message, self.customer_button, self.create_button)(
+            guarded(self.message, self.customer_button, self.create_button, after=self._preview)(
                 lambda: self.create_customer(account_id, confirmed_live=live)
             ),
             live=live,
