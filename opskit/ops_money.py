@@ -31,41 +31,71 @@ from opskit.writes import payment_metadata
 if TYPE_CHECKING:
     from opskit.common.models import Shop
 
-__all__ = ["MoneyOps", "MoneyReport", "period_bounds"]
+__all__ = ["PERIOD_FORMS", "MoneyOps", "MoneyReport", "period_bounds"]
 
 log = logging.getLogger(__name__)
+
+
+PERIOD_FORMS = "a year (2026), a month (2026-11) or a day (2026-11-05), in UTC"
+_BOUND_FORMS = "an ISO date or time (2026-11-05 or 2026-11-05T12:00:00, UTC unless it says)"
 
 
 def period_bounds(
     period: str | None = None, since: Any = None, until: Any = None
 ) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """``(since, until)`` in UTC from a period (``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) or bounds."""
+    """``(since, until)`` in UTC from a period (``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD``) or bounds.
+
+    Pure (no I/O), so callers check their arguments with it before any request.
+    Raises :class:`~opskit.InputError` naming the accepted forms for a period that
+    is not a real year, month or day (``2026-13``, ``2026-02-30``, ``November``), a
+    bound that is not a date or time, ``since`` after ``until``, or a period given
+    together with bounds.
+    """
     from opskit.common.exceptions import InputError
 
     if period is not None:
+        if since is not None or until is not None:
+            raise InputError(
+                f"period {period!r} and since/until both given: say the money's time once",
+                guidance=f"Pass either a period ({PERIOD_FORMS}) or since/until, not both.",
+            )
         text = str(period).strip()
         try:
             if not re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?", text):
                 raise ValueError(text)
-            start = pd.Timestamp(text, tz="UTC")
-        except (ValueError, TypeError):
+            parts = [int(p) for p in text.split("-")]
+            start = pd.Timestamp(*parts, *[1] * (3 - len(parts)), tz="UTC")  # checks the calendar
+        except (ValueError, TypeError, OverflowError):
             raise InputError(
-                f"period {period!r} is not a year, month or day",
+                f"period {period!r} is not a year, month or day: use {PERIOD_FORMS}",
                 guidance="Use e.g. 2026, 2026-11 or 2026-11-05.",
             ) from None
-        parts = len(text.split("-"))
         step = {1: pd.DateOffset(years=1), 2: pd.DateOffset(months=1)}.get(
-            parts, pd.DateOffset(days=1)
+            len(parts), pd.DateOffset(days=1)
         )
         return start, start + step - pd.Timedelta(seconds=1)
 
-    def ts(v: Any) -> pd.Timestamp | None:
+    def ts(v: Any, name: str) -> pd.Timestamp | None:
         if v is None:
             return None
-        t = pd.Timestamp(v)
+        try:
+            t = pd.Timestamp(v)
+            if pd.isna(t):
+                raise ValueError(v)
+        except (ValueError, TypeError, OverflowError):
+            raise InputError(
+                f"{name} {v!r} is not a date or time: use {_BOUND_FORMS}",
+                guidance="Use e.g. 2026-11-01 or 2026-11-01T00:00:00Z.",
+            ) from None
         return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
-    return ts(since), ts(until)
+    lo, hi = ts(since, "since"), ts(until, "until")
+    if lo is not None and hi is not None and lo > hi:
+        raise InputError(
+            f"since {since!r} is after until {until!r}: nothing can fall between them",
+            guidance="Swap them, or pass a period (e.g. 2026-11).",
+        )
+    return lo, hi
 
 
 @dataclass

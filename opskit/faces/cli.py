@@ -508,6 +508,7 @@ def reconcile(
     with _guard(debug), _quiet_logs(quiet):
         names = report.report_names(which)
         parse_executor(executor)
+        _cli_money.check_period(money_period)  # every argument checked before any I/O
         resolved = _prepare_out(out, fmt, names)
         ops = _connect(database_url, stripe_api_base, schema=schema)
         shops = _check_shops(ops, shop)

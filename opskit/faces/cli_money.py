@@ -49,12 +49,19 @@ def money_sections(
     """The money frames of ``period`` as report sections (``reconcile --money-period``)."""
     if period is None:
         return {}
-    from opskit.ops_money import period_bounds
     from opskit.reports.money import for_files, run_money
 
-    period_bounds(period)  # a bad period is a usage error, before any request
+    check_period(period)
     frames = run_money(ops, period, shops, executor=executor, progress=_show_progress(quiet))
     return for_files(frames)
+
+
+def check_period(period: str | None) -> None:
+    """A bad ``--money-period`` is a usage error (exit 3), said before any I/O."""
+    if period is not None:
+        from opskit.ops_money import period_bounds
+
+        period_bounds(period)
 
 
 def money_code(sections: dict[str, Any]) -> int:
@@ -103,7 +110,7 @@ def money(
                 "say which money: --period 2026-11 (or --since/--until)",
                 guidance="Pass --period YYYY-MM for a month.",
             )
-        period_bounds(period, since, until)  # a bad period fails before any request
+        period_bounds(period, since, until)  # every bad value fails before any I/O
         parse_executor(executor)
         resolved = _prepare_out(out, fmt, MONEY_NAMES)
         ops = _connect(database_url, stripe_api_base, schema=schema)
