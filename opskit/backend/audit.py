@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
+from opskit.backend.own_tables import add_missing_columns, serial_id
 from opskit.common.exceptions import ConfigurationError, InputError
 from opskit.common.ids import id_text
 from opskit.common.keys import redact
@@ -80,12 +81,7 @@ def audit_table(name: str = "opskit_audit", schema: str | None = None) -> sa.Tab
     return sa.Table(
         name,
         md,
-        sa.Column(
-            "audit_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            primary_key=True,
-            autoincrement=True,
-        ),
+        serial_id("audit_id"),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.Text, nullable=False),
         sa.Column("shop_id", sa.Text, nullable=True),
@@ -151,7 +147,7 @@ def ensure_table(db: Database) -> sa.Table:
                     db.ensure_own_schema()
                     with engine.begin() as conn:
                         table.metadata.create_all(conn, checkfirst=True)
-                        _add_intent_columns(conn, table)
+                        add_missing_columns(conn, table, _intent_columns())
                     break
                 except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
                     # Another process created it between the check and the CREATE
@@ -164,17 +160,6 @@ def ensure_table(db: Database) -> sa.Table:
 
 def _same_database(db: Database) -> bool:
     return db.own_engine is db.engine
-
-
-def _add_intent_columns(conn: sa.Connection, table: sa.Table) -> None:
-    """Add the intent columns to a table created by an older opskit (additive, no data moved)."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name, schema=table.schema)}
-    for col in _intent_columns():
-        if col.name in have:
-            continue
-        kind = col.type.compile(dialect=conn.dialect)
-        name = conn.dialect.identifier_preparer.format_table(table)
-        conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {col.name} {kind}"))
 
 
 def append(

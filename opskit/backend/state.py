@@ -40,6 +40,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from opskit.backend.own_tables import add_missing_columns, serial_id
 from opskit.common.keys import mask_key, redact
 from opskit.core import frames
 from opskit.core.events import Stored
@@ -132,12 +133,7 @@ class State:
         self.deliveries = sa.Table(
             "opskit_webhook_deliveries",
             md,
-            sa.Column(
-                "delivery_id",
-                sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                primary_key=True,
-                autoincrement=True,
-            ),
+            serial_id("delivery_id"),
             sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("shop_id", sa.Text, nullable=True),
             sa.Column("path", sa.Text, nullable=False),
@@ -174,17 +170,8 @@ class State:
         self.db.ensure_own_schema()
         with self.engine.begin() as conn:
             self.metadata.create_all(conn, checkfirst=True)
-            columns = {
-                c["name"]
-                for c in sa.inspect(conn).get_columns(self.cursors.name, schema=self.schema_name)
-            }
-            if "account" not in columns:  # a table made before the column existed
-                name = (
-                    self.cursors.name
-                    if not self.schema_name
-                    else (f'"{self.schema_name}"."{self.cursors.name}"')
-                )
-                conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN account TEXT"))
+            # A cursors table made before the account column existed.
+            add_missing_columns(conn, self.cursors, [sa.Column("account", sa.Text)])
         self._ready = True
 
     def _insert(self, table: sa.Table) -> Any:

@@ -14,6 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
+from opskit.backend.own_tables import reset_own_tables
 from opskit.demo import home, shopbackend
 from opskit.demo.money import plant_money
 from opskit.demo.world import (
@@ -121,6 +122,9 @@ def start(
             shopbackend.populate(sb_plan, sandbox)
             shopbackend.write_database(db_url, sb_plan)
         ops = open_ops(db_url, stripe_api_base=api_base)
+        # The world was rebuilt: opskit's own rows about the previous one (audit, open
+        # intents, cursors, copies, deliveries) go too; only this database's.
+        reset_own_tables(ops.ctx.db)
         plant_money(ops, sandbox)  # orders and payments with every money status
         place.write_record(api_base, seed)
     except BaseException:
