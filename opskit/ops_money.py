@@ -133,21 +133,34 @@ class MoneyOps:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _money(
+    def _read(
         self,
-        shops: list[Shop],
-        since: pd.Timestamp | None,
-        until: pd.Timestamp | None,
+        shop_ids: Any,
+        period: str | None,
+        since: Any,
+        until: Any,
         kinds: Iterable[str],
         executor: Executor | None,
         progress: bool,
+        *,
+        widen: pd.Timedelta | None = None,
         **kwargs: Any,
-    ) -> MoneyResult:
+    ) -> _Read:
+        """The preamble of every money method: the period's bounds, the shops, one read.
+
+        ``widen`` reads that much before and after the period (payments near its edges);
+        ``kwargs`` go to :func:`opskit.stripeapi.money.fetch_money`. A failed shop is
+        logged here and is in ``result.errors``.
+        """
+        lo, hi = period_bounds(period, since, until)
+        shops = self._shop_list(shop_ids)
+        read_lo = lo if lo is None or widen is None else lo - widen
+        read_hi = hi if hi is None or widen is None else hi + widen
         result = fetch_money(
             self.ctx,
             shops,
-            since=None if since is None else since.to_pydatetime(),
-            until=None if until is None else until.to_pydatetime(),
+            since=None if read_lo is None else read_lo.to_pydatetime(),
+            until=None if read_hi is None else read_hi.to_pydatetime(),
             kinds=tuple(kinds),
             executor=executor,
             progress=progress,
@@ -155,7 +168,7 @@ class MoneyOps:
         )
         for shop_id, reason in result.errors.items():
             log.warning("opskit: Stripe failed for shop %s: %s", shop_id, reason)
-        return result
+        return _Read(lo, hi, read_lo, read_hi, shops, result)
 
     def _money_orders(self, shop_ids: Any) -> pd.DataFrame:
         """The backend's orders (``Ops.orders()``; empty when the mapping has none)."""
@@ -182,15 +195,11 @@ class MoneyOps:
         sources: :func:`opskit.core.ledger.payments_frame`); amounts in minor units.
         Failed shops: ``frame.attrs["shop_errors"]`` (shop_id -> reason).
         """
-        lo, hi = period_bounds(period, since, until)
-        shops = self._shop_list(shop_ids)
-        res = self._money(
-            shops, lo, hi, ("intents", "charges", "disputes"), executor, progress, itemize=False,
-            balance=False,
-        )  # fmt: skip
-        frame = ledger.payments_frame(res.shops, self._accounts(shop_ids))
-        frame.attrs["shop_errors"] = dict(res.errors)
-        return frame
+        res = self._read(
+            shop_ids, period, since, until, ("intents", "charges", "disputes"), executor,
+            progress, itemize=False, balance=False,
+        ).result  # fmt: skip
+        return _with_errors(ledger.payments_frame(res.shops, self._accounts(shop_ids)), res)
 
     def reconcile_payments(
         self,
@@ -233,13 +242,10 @@ class MoneyOps:
         whether the items' net equals the amount; manual payouts are flagged
         ``manual_not_itemizable`` (see :func:`opskit.core.ledger.payouts_frame`).
         """
-        lo, hi = period_bounds(period, since, until)
-        res = self._money(
-            self._shop_list(shop_ids), lo, hi, ("payouts",), executor, progress, balance=False
-        )
-        frame = ledger.payouts_frame(res.shops)
-        frame.attrs["shop_errors"] = dict(res.errors)
-        return frame
+        res = self._read(
+            shop_ids, period, since, until, ("payouts",), executor, progress, balance=False
+        ).result
+        return _with_errors(ledger.payouts_frame(res.shops), res)
 
     def payout_items(
         self,
@@ -253,7 +259,7 @@ class MoneyOps:
         progress: bool = True,
     ) -> pd.DataFrame:
         """The ledger rows (``BALANCE_TRANSACTIONS``) each automatic payout paid out."""
-        txns, payouts_, _ = self._payout_data(
+        txns, payouts_, _, _ = self._payout_data(
             payout_id, shop_ids, period, since, until, executor, progress
         )
         return txns[txns["payout"].isin(payouts_["payout_id"])].reset_index(drop=True)
@@ -276,10 +282,9 @@ class MoneyOps:
         period, an ``unpaid_balance`` line per shop and currency: the balance
         still in Stripe at the period's end (available and pending in ``detail``).
         """
-        txns, payouts_, balances = self._payout_data(
+        txns, payouts_, balances, hi = self._payout_data(
             payout_id, shop_ids, period, since, until, executor, progress
         )
-        _, hi = period_bounds(period, since, until)
         return ledger.payout_report(payouts_, txns, balances, period_end=hi)
 
     def _payout_data(
@@ -291,12 +296,13 @@ class MoneyOps:
         until: Any,
         executor: Executor | None,
         progress: bool,
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-        lo, hi = period_bounds(period, since, until)
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None, pd.Timestamp | None]:
         kinds: tuple[str, ...] = ("payouts",)  # items name their payments (sources expanded)
-        if payout_id is None and hi is not None:
+        ends = period is not None or until is not None  # the period has an end: its balance
+        if payout_id is None and ends:
             kinds = (*kinds, "transactions")
-        res = self._money(self._shop_list(shop_ids), lo, hi, kinds, executor, progress)
+        read = self._read(shop_ids, period, since, until, kinds, executor, progress)
+        res, hi = read.result, read.hi
         payouts_ = ledger.payouts_frame(res.shops)
         if payout_id is not None:
             payouts_ = payouts_[payouts_["payout_id"] == str(payout_id)]
@@ -311,7 +317,7 @@ class MoneyOps:
         balances = None
         if payout_id is None and hi is not None:
             balances = ledger.end_balances(res.shops, txns, hi)
-        return txns, payouts_.reset_index(drop=True), balances
+        return txns, payouts_.reset_index(drop=True), balances, hi
 
     def daily_overview(
         self,
@@ -354,23 +360,20 @@ class MoneyOps:
         only_overview: bool = False,
     ) -> MoneyReport:
         """Every money frame of the period from one read of each shop (a :class:`MoneyReport`)."""
-        lo, hi = period_bounds(period, since, until)
         rules = rules or MatchRules()
-        shops = self._shop_list(shop_ids)
-        window = pd.Timedelta(rules.window)
-        read_lo = None if lo is None else lo - window
-        read_hi = None if hi is None else hi + window
         if only_payments:
             kinds: tuple[str, ...] = ("intents", "charges", "disputes")
         elif only_overview:
             kinds = ("charges", "transactions")
-            read_lo, read_hi = lo, hi
         else:
             kinds = ("intents", "charges", "refunds", "disputes", "transactions", "payouts")
-        res = self._money(
-            shops, read_lo, read_hi, kinds, executor, progress,
+        read = self._read(
+            shop_ids, period, since, until, kinds, executor, progress,
+            widen=None if only_overview else pd.Timedelta(rules.window),
             balance=not only_payments, itemize="payouts" in kinds,
         )  # fmt: skip
+        lo, hi, read_lo, read_hi = read.lo, read.hi, read.read_lo, read.read_hi
+        shops, res = read.shops, read.result
         accounts = self._accounts(shop_ids)
         pay = ledger.payments_frame(res.shops, accounts)
         report = MoneyReport(
@@ -443,6 +446,24 @@ class MoneyOps:
     ) -> pd.DataFrame:
         """Write the plan's order ids into the payment intents: idempotent, audited, per row."""
         return payment_metadata.apply_plan(self.ctx, plan, actor=actor, confirm=confirm)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One money read: the period's bounds, the bounds read, the shops and the result."""
+
+    lo: pd.Timestamp | None
+    hi: pd.Timestamp | None
+    read_lo: pd.Timestamp | None
+    read_hi: pd.Timestamp | None
+    shops: list[Shop]
+    result: MoneyResult
+
+
+def _with_errors(frame: pd.DataFrame, res: MoneyResult) -> pd.DataFrame:
+    """``frame`` with the failed shops in ``attrs["shop_errors"]`` (shop_id -> reason)."""
+    frame.attrs["shop_errors"] = dict(res.errors)
+    return frame
 
 
 def _in_period(
