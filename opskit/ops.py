@@ -350,8 +350,33 @@ class Ops(MoneyOps):
         return sync.apply_plan(self.ctx, plan, actor=actor)
 
     def create_customer(self, account_id: IdLike, **kwargs: Any) -> dict[str, Any]:
-        """Create the account's Stripe customer in its shop and store the id in details."""
+        """Create the account's Stripe customer in its shop and store the id in details.
+
+        Refused with ``DuplicateCustomer`` (naming the ``cus_`` ids) when the shop's
+        Stripe already has an unlinked customer with the account's email: link it with
+        :meth:`link_customer`, or pass ``allow_duplicate=True``. See
+        :func:`opskit.writes.actions.create_customer`.
+        """
         return actions.create_customer(self.ctx, account_id, **kwargs)
+
+    def link_customer(self, account_id: IdLike, customer_id: str, **kwargs: Any) -> dict[str, Any]:
+        """Link an existing Stripe customer of the account's shop (checked there); audited.
+
+        See :func:`opskit.writes.link.link_customer` (``actor``, ``confirm``, ``force``).
+        """
+        from opskit.writes import link
+
+        return link.link_customer(self.ctx, account_id, customer_id, **kwargs)
+
+    def same_email_customers(self, account_id: IdLike) -> list[dict[str, Any]]:
+        """Customers of the account's shop with its email that no account links, oldest first.
+
+        What ``create_customer`` refuses to duplicate (it raises ``DuplicateCustomer``
+        naming them unless ``allow_duplicate=True``); link one with :meth:`link_customer`.
+        """
+        from opskit.writes import link
+
+        return link.same_email_offer(self.ctx, account_id)
 
     def create_payment_intent(
         self, account_id: IdLike, amount: int, currency: str, **kwargs: Any

@@ -150,3 +150,43 @@ def test_a_non_text_stripe_id_is_unreadable_details_on_every_loader(db_url: str)
     assert pd.isna(a.loc["2", "stripe_customer_id"])
     assert a.loc["3", "stripe_customer_id"] == "cus_3" and pd.isna(a.loc["3", "details_error"])
     assert pd.isna(a.loc["4", "details_error"])
+
+
+# -- 3: a same-email customer is linked, not duplicated ----------------------------------------
+
+
+def test_panel_offers_to_link_the_same_email_customer_first(session: DemoSession) -> None:
+    assert session.sandbox is not None
+    row = _unlinked(session, "1").iloc[-1]
+    account_id, email = row["account_id"], str(row["email"])
+    key = session.ops.ctx.db.shop("1").stripe_secret_key
+    assert key is not None
+    seeded = session.sandbox.seed(key, "customers", [{"email": email.lower()}])[0]
+    offered = [c["id"] for c in session.ops.same_email_customers(account_id)]
+    assert seeded in offered
+    panel = widgets.payment_panel(session.ops, actor="refusals")
+    panel.shop.value = "1"
+    panel.account.value = account_id
+    assert panel.link_button.layout.display != "none"
+    assert panel.link_button.description == f"Link {offered[0]} (same email)"
+    assert panel.link_button.button_style == "primary"
+    assert panel.customer_button.description == "Create new customer anyway…"
+    assert seeded in panel.message.text and "no account links it" in panel.message.text
+    for python in ("ops.", "()", "allow_duplicate"):
+        assert python not in panel.message.text
+    creates = sum(1 for r in session.sandbox.requests(key) if r.method == "POST"
+                  and r.path == "/v1/customers")  # fmt: skip
+    panel.link_button.click()
+    assert panel.confirm.confirm_button.description == "Link customer"
+    assert panel.confirm.cancel_button.description == "Don't link"
+    panel.confirm.confirm_button.click()
+    assert panel.message.kind == "success" and offered[0] in panel.message.text
+    linked = session.ops.accounts(["1"]).set_index("account_id").loc[account_id]
+    assert linked["stripe_customer_id"] == offered[0]
+    assert panel.link_button.layout.display == "none"
+    assert panel.customer_button.layout.display == "none"
+    after = sum(1 for r in session.sandbox.requests(key) if r.method == "POST"
+                and r.path == "/v1/customers")  # fmt: skip
+    assert after == creates  # nothing created in Stripe
+    row = session.ops.audit_log(action="customer.link").iloc[0]
+    assert (row["outcome"], row["result"], row["actor"]) == ("ok", offered[0], "refusals")

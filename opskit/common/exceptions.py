@@ -9,6 +9,7 @@
     ├── InputError (ValueError)          a caller passed something unusable
     │   ├── UnknownShop                  no shop has that id
     │   ├── UnknownAccount               no account has that id
+    │   ├── DuplicateCustomer            Stripe has an unlinked customer of that email: link it
     │   ├── UnknownSubscription          the subscription is not in this shop's Stripe account
     │   └── InvalidAmount                money that is not positive integer minor units
     ├── StripeNotConfigured              the shop has no usable secret key (backend-compatible)
@@ -81,6 +82,19 @@ class UnknownAccount(InputError):
     """No account has the given id."""
 
     default_guidance = "List accounts with ops.accounts(shop_ids=[...]) and pass one of their ids."
+
+
+class DuplicateCustomer(InputError):
+    """The shop's Stripe already has a customer with the account's email that no account links.
+
+    ``customer_ids``: those customers, oldest first; linking the first is the usual fix.
+    """
+
+    def __init__(
+        self, message: str, *, customer_ids: list[str], guidance: str | None = None
+    ) -> None:
+        super().__init__(message, guidance=guidance)
+        self.customer_ids = list(customer_ids)
 
 
 class InvalidAmount(InputError):

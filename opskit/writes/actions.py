@@ -45,6 +45,7 @@ from opskit.backend import audit, writeback
 from opskit.common.context import Context
 from opskit.common.exceptions import (
     AuditUnavailable,
+    DuplicateCustomer,
     InputError,
     OpskitError,
     PartialWrite,
@@ -64,6 +65,7 @@ from opskit.stripeapi.clients import client_for_shop, client_limits
 from opskit.writes.guard import check_live_write
 from opskit.writes.idempotency import derive_key, step_key
 from opskit.writes.lookup import TAG, find_written
+from opskit.writes.same_email import same_email_customers
 
 __all__ = [
     "PartialWrite",
@@ -598,6 +600,7 @@ def create_customer(
     confirm: bool = False,
     nonce: str | None = None,
     force: bool = False,
+    allow_duplicate: bool = False,
 ) -> dict[str, Any]:
     """Create the account's customer in its shop's Stripe account and link it in details.
 
@@ -610,6 +613,13 @@ def create_customer(
     already links a customer that exists (not deleted) in the shop's Stripe
     account, unless ``force=True`` (the link is then replaced); repeating the
     very call that created the linked customer returns it unchanged.
+
+    Refused with :class:`~opskit.common.exceptions.DuplicateCustomer` (audited,
+    nothing created) when the shop's Stripe already has a customer with the
+    account's email (opskit's email rule) that no account of the shop links
+    (:func:`opskit.writes.same_email.same_email_customers`): the error names it
+    (``customer_ids``); link it with :func:`opskit.writes.link.link_customer`
+    (``ops.link_customer``), or pass ``allow_duplicate=True`` to create another.
     """
     account, details = _load_account(ctx, account_id)
     shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
@@ -650,6 +660,8 @@ def create_customer(
                 )
                 write.record("refused", error=exc2.message)
                 raise exc2
+    if not allow_duplicate:
+        _refuse_duplicate(write, client, account, params["email"], call)
     metadata = {"opskit_account_id": str(aid), "opskit_call": call, TAG: write.key}
     body = {k: v for k, v in params.items() if v is not None} | {"metadata": metadata}
     write.defer_ok = True  # the outcome commits with the link
@@ -665,6 +677,30 @@ def create_customer(
         stripe_id=customer["id"],
     )
     return customer
+
+
+def _refuse_duplicate(
+    write: _Write, client: stripe.StripeClient, account: Account, email: str, call: str
+) -> None:
+    """Refuse (audited) when the shop's Stripe has an unlinked customer of this email."""
+    try:
+        same = same_email_customers(client, write.ctx.db, account, email=email, skip_call=call)
+    except (stripe.StripeError, OpskitError) as exc:
+        write.record("error", error=exc)
+        raise
+    if not same:
+        return
+    ids = [str(c["id"]) for c in same]
+    more = f" (and {', '.join(ids[1:])})" if len(ids) > 1 else ""
+    refused = DuplicateCustomer(
+        f"account {account.id}: shop {write.shop.id}'s Stripe account already has customer "
+        f"{ids[0]}{more} with the email {email!r}, and no account links it; nothing created",
+        customer_ids=ids,
+        guidance=f"Link it: ops.link_customer({str(account.id)!r}, {ids[0]!r}, actor=...); "
+        "or pass allow_duplicate=True to create a second customer anyway.",
+    )
+    write.record("refused", error=refused.message)
+    raise refused
 
 
 # -- payment intents --------------------------------------------------------------------------

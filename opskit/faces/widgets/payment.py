@@ -13,6 +13,7 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
+from opskit.common.exceptions import DuplicateCustomer
 from opskit.faces.widgets._common import (
     Confirm,
     Message,
@@ -58,6 +59,11 @@ class PaymentPanel(w.VBox):
             description="Create Stripe customer…", icon="user-plus",
             layout=w.Layout(width="220px", display="none"),
         )  # fmt: skip
+        self.link_button = w.Button(
+            description="Link customer…", button_style="primary", icon="link",
+            layout=w.Layout(width="300px", display="none"),
+        )  # fmt: skip
+        self._same_email: list[dict[str, Any]] = []  # unlinked customers of this email
         self.confirm = Confirm()
         self.message = Message()
         self.result = w.HTML()
@@ -68,7 +74,7 @@ class PaymentPanel(w.VBox):
                 self.shop,
                 self.live_badge,
                 self.search,
-                w.HBox([self.account, self.customer_button]),
+                w.HBox([self.account, self.link_button, self.customer_button]),
                 w.HBox([self.amount, self.currency, self.amount_preview]),
                 w.HTML(
                     "<small>Type the amount as you would write it, with a dot for "
@@ -97,6 +103,7 @@ class PaymentPanel(w.VBox):
         self.create_button.on_click(lambda _b: self.ask_create())
         self.new_button.on_click(lambda _b: self.new_payment())
         self.customer_button.on_click(lambda _b: self.ask_create_customer())
+        self.link_button.on_click(lambda _b: self.ask_link_customer())
         guarded(self.message)(self._load_accounts)()
         self._subject_changed()
         self._preview()
@@ -153,16 +160,46 @@ class PaymentPanel(w.VBox):
         self.message.clear()
         problem = self._unreadable()
         no_customer = self.account.value is not None and not self._has_customer()
+        offer = no_customer and not problem
+        # Before offering to create: does the shop's Stripe already have this person?
+        self._same_email = self._find_same_email() if offer else []
         # Unreadable details: refused here, before any question; nothing is offered.
-        self.customer_button.layout.display = "flex" if no_customer and not problem else "none"
+        self.customer_button.layout.display = "flex" if offer else "none"
+        self.link_button.layout.display = "flex" if self._same_email else "none"
+        if self._same_email:
+            first = self._same_email[0]
+            self.link_button.description = f"Link {first['id']} (same email)"
+            self.customer_button.description = "Create new customer anyway…"
+            self.customer_button.button_style = ""
+        else:
+            self.customer_button.description = "Create Stripe customer…"
         if problem:
             self._say_unreadable(problem)
+        elif self._same_email:
+            ids = [str(c["id"]) for c in self._same_email]
+            more = f" (also {', '.join(ids[1:])})" if len(ids) > 1 else ""
+            self.message.show(
+                "info",
+                f"This account has no Stripe customer yet, but shop {self.shop.label}'s Stripe "
+                f"already has customer {ids[0]}{more} with its email "
+                f"({self._same_email[0].get('email')}), and no account links it.",
+                f"Press Link {ids[0]} to use it; Create new customer anyway makes a second "
+                "customer for the same person.",
+            )
         elif no_customer:
             self.message.show(
                 "info",
                 "This account has no Stripe customer yet, so it cannot be charged.",
                 "Press Create Stripe customer, then create the payment.",
             )
+
+    def _find_same_email(self) -> list[dict[str, Any]]:
+        """The shop's unlinked customers with the account's email (none when Stripe fails:
+        creating then asks Stripe again and says why it cannot)."""
+        try:
+            return self.ops.same_email_customers(self.account.value)
+        except Exception:  # noqa: BLE001 - an offer, not a write: the write checks again
+            return []
 
     def money(self) -> tuple[int, str]:
         """``(minor units, currency)`` from what was typed; raises InvalidAmount.
@@ -299,33 +336,95 @@ class PaymentPanel(w.VBox):
             return
         label = self.account.label or str(self.account.value)
         account_id = self.account.value
+        duplicate = [str(c["id"]) for c in self._same_email]
         self.message.clear()
         live = live_now(self.ops, self.shop.value)
+        question = f"Create a Stripe customer for {label} in shop {self.shop.label} and link it?"
+        if duplicate:
+            question = (
+                f"Shop {self.shop.label}'s Stripe already has customer {duplicate[0]} with this "
+                f"email. Create a second customer for {label} anyway and link it?"
+            )
         self.confirm.ask(
-            f"Create a Stripe customer for {label} in shop {self.shop.label} and link it?",
+            question,
             guarded(self.message, self.customer_button, self.create_button, after=self._preview)(
-                lambda: self.create_customer(account_id, confirmed_live=live)
+                lambda: self.create_customer(
+                    account_id, confirmed_live=live, allow_duplicate=bool(duplicate)
+                )
             ),
             live=live,
             yes="Create customer",
             no="Don't create",
         )
 
-    def create_customer(self, account_id: Any, *, confirmed_live: bool = False) -> None:
-        """Create and link the account's Stripe customer (called by the confirmation)."""
-        customer = self.ops.create_customer(
-            account_id, actor=self.actor.value, confirm=confirmed_live
-        )
-        self._accounts = self.ops.accounts([self.shop.value])
-        self._filter_accounts()
-        if account_id in [v for _, v in self.account.options]:
-            self.account.value = account_id
-        self._subject_changed()
+    def create_customer(
+        self, account_id: Any, *, confirmed_live: bool = False, allow_duplicate: bool = False
+    ) -> None:
+        """Create and link the account's Stripe customer (called by the confirmation).
+
+        A same-email customer that appeared since the account was picked is not
+        duplicated: the panel offers to link it instead.
+        """
+        try:
+            customer = self.ops.create_customer(
+                account_id,
+                actor=self.actor.value,
+                confirm=confirmed_live,
+                allow_duplicate=allow_duplicate,
+            )
+        except DuplicateCustomer:
+            self._subject_changed()  # shows the customer found and the Link button
+            return
+        self._linked(account_id)
         self.message.show(
             "success",
             f"Created Stripe customer {customer['id']} and linked it to the account.",
             "Now type the amount and press Create PaymentIntent.",
         )
+
+    def ask_link_customer(self) -> None:
+        """Ask, then link the shop's existing same-email customer to the selected account."""
+        if self.account.value is None or not self._same_email:
+            self._subject_changed()
+            return
+        customer = self._same_email[0]
+        cid = str(customer["id"])
+        label = self.account.label or str(self.account.value)
+        account_id = self.account.value
+        self.message.clear()
+        live = live_now(self.ops, self.shop.value)
+        self.confirm.ask(
+            f"Link Stripe customer {cid} ({customer.get('email')}) to {label} in shop "
+            f"{self.shop.label}? Nothing is created in Stripe.",
+            guarded(self.message, self.link_button, self.customer_button, after=self._preview)(
+                lambda: self.link_customer(account_id, cid, confirmed_live=live)
+            ),
+            live=live,
+            yes="Link customer",
+            no="Don't link",
+        )
+
+    def link_customer(
+        self, account_id: Any, customer_id: str, *, confirmed_live: bool = False
+    ) -> None:
+        """Link the customer (called by the confirmation) and show the account as linked."""
+        self.ops.link_customer(
+            account_id, customer_id, actor=self.actor.value, confirm=confirmed_live
+        )
+        self._linked(account_id)
+        self.message.show(
+            "success",
+            f"Linked Stripe customer {customer_id} to the account (no new customer made).",
+            "Now type the amount and press Create PaymentIntent.",
+        )
+
+    def _linked(self, account_id: Any) -> None:
+        """Read the accounts again and show ``account_id``, now linked."""
+        self._accounts = self.ops.accounts([self.shop.value])
+        self._filter_accounts()
+        if account_id in [v for _, v in self.account.options]:
+            self.account.value = account_id
+        self._subject_changed()
 
     def new_payment(self) -> None:
         """Forget the last payment: the next Create makes a new PaymentIntent."""

@@ -1,0 +1,136 @@
+"""Link an existing Stripe customer to an account (instead of creating a duplicate).
+
+:func:`link_customer` writes ``details.stripe_customer_id`` only, after asking the
+shop's Stripe that the customer exists there and is not deleted, has the account's
+email (opskit's email rule) and is linked by no other account of the shop. The
+details write and its audit row (action ``customer.link``) are one transaction;
+refusals are audited too. Nothing is written to Stripe, so no idempotency key and
+no intent: repeating a link that holds is success (``already_done``).
+
+:func:`same_email_offer` is what a face shows before creating a customer: the
+customers :func:`create_customer <opskit.writes.actions.create_customer>` would
+refuse to duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+from sqlalchemy.exc import SQLAlchemyError
+
+from opskit.backend import audit, writeback
+from opskit.common.context import Context
+from opskit.common.exceptions import InputError, OpskitError
+from opskit.core.normalize import email_key
+from opskit.writes.actions import _db_error, _load_account, _retrieve, _Write
+from opskit.writes.same_email import same_email_customers
+
+__all__ = ["link_customer", "same_email_offer"]
+
+
+def same_email_offer(ctx: Context, account_id: Any) -> list[dict[str, Any]]:
+    """The shop's customers with the account's email that no account links, oldest first.
+
+    Empty when the account already links a customer or has no email. Raises
+    :class:`~opskit.common.exceptions.DetailsUnreadable` for unreadable details,
+    ``StripeNotConfigured`` for a shop without a usable key, and Stripe's errors.
+    """
+    from opskit.writes.actions import _client
+
+    account, details = _load_account(ctx, account_id)
+    if details.get("stripe_customer_id") or not email_key(account.email):
+        return []
+    shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
+    return same_email_customers(_client(ctx, shop), ctx.db, account)
+
+
+def link_customer(
+    ctx: Context,
+    account_id: Any,
+    customer_id: str,
+    *,
+    actor: str = "opskit",
+    confirm: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Store ``customer_id`` as the account's ``stripe_customer_id``; the customer as a dict.
+
+    Checked in the shop's own Stripe account first; refused (audited, nothing
+    written) when the customer is not there or deleted, when its email is not the
+    account's, when another account of the shop links it, or when the account
+    already links another customer; ``force=True`` links it anyway in the last
+    three cases. A live key needs ``confirm=True``. Unreadable details are refused
+    before anything (``DetailsUnreadable``). Linking the customer already linked
+    returns it (audited ``ok`` with ``already_done``).
+    """
+    if not isinstance(customer_id, str) or not customer_id.strip().startswith("cus_"):
+        raise InputError(
+            f"{customer_id!r} is not a Stripe customer id",
+            guidance="Pass the customer's id as Stripe shows it: cus_...",
+        )
+    cid = customer_id.strip()
+    account, details = _load_account(ctx, account_id)
+    shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]
+    aid = str(account.id)
+    existing = details.get("stripe_customer_id")
+    existing = str(existing) if existing else None
+    write = _Write(
+        ctx, actor=actor, shop=shop, action="customer.link", target=f"account:{aid}",
+        params={"customer": cid, "replaces": existing, "force": force or None},
+        idempotency_key=None,
+    )  # fmt: skip
+    write.guard(confirm)
+    client = write.client()
+    customer = _retrieve(write, lambda: client.v1.customers.retrieve(cid))
+
+    def refuse(message: str, guidance: str) -> None:
+        exc = InputError(f"account {aid}: {message}; nothing linked", guidance=guidance)
+        write.record("refused", error=exc.message)
+        raise exc
+
+    if customer is None or customer.get("deleted"):
+        refuse(
+            f"customer {cid} is not in shop {shop.id}'s Stripe account"
+            + (" (deleted)" if customer else ""),
+            "Check the id and the shop: each shop has its own Stripe account.",
+        )
+    assert customer is not None
+    if existing == cid:
+        write.record("ok", result=cid, params={**write.params, "already_done": True})
+        return customer
+    if not force:
+        if existing:
+            refuse(
+                f"it already links customer {existing}",
+                "Pass force=True to replace the link.",
+            )
+        if email_key(customer.get("email")) != email_key(account.email):
+            refuse(
+                f"customer {cid}'s email {customer.get('email')!r} is not the account's "
+                f"{account.email!r}",
+                "Check that it is the same person; pass force=True to link it anyway.",
+            )
+        others = ctx.db.load_accounts([shop.id])
+        others = others[others["stripe_customer_id"].eq(cid).fillna(False)]
+        others = others[others["account_id"] != aid]
+        if len(others):
+            refuse(
+                f"customer {cid} is already linked by account "
+                f"{', '.join(others['account_id'].astype(str))}",
+                "One customer per account: link another, or pass force=True.",
+            )
+    audit.ensure_table(ctx.db)  # outside the transaction: DDL never joins (or locks) it
+    try:
+        with ctx.db.engine.begin() as conn:
+            wrote = writeback.write_details(
+                ctx.db, conn, aid, {"stripe_customer_id": cid},
+                expect={"stripe_customer_id": existing}, shop_id=shop.id,
+            )  # fmt: skip
+            done = {**write.params, **({"already_done": True} if wrote.already else {})}
+            write.record("ok", result=cid, params=done, conn=conn)
+    except (SQLAlchemyError, OpskitError, stripe.StripeError) as exc:
+        reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)  # type: ignore[arg-type]
+        write.record("error", result=cid, error=reason)
+        raise
+    return customer
