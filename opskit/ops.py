@@ -416,7 +416,12 @@ class Ops(MoneyOps):
     # -- following Stripe by events ------------------------------------------------------
 
     def refresh(
-        self, shop_ids: ShopIds = None, *, executor: Executor | None = None, progress: bool = True
+        self,
+        shop_ids: ShopIds = None,
+        *,
+        executor: Executor | None = None,
+        progress: bool = True,
+        write_snapshots: bool = True,
     ) -> refreshing.RefreshResult:
         """Bring opskit's copy of each shop's Stripe up to date from its events.
 
@@ -431,8 +436,20 @@ class Ops(MoneyOps):
         ``gaps`` (``REFRESH_GAPS``: full reads, skipped events, failed shops),
         ``shops`` (``REFRESH_SHOPS``: mode, events, writes and requests per shop),
         ``reports`` (``{"customers": ..., "subscriptions": ...}`` from the copy: the
-        day's reports, no further request). A failing shop is its own
-        ``mode="error"`` row (and ``shop_error`` in the reports); the others go on.
+        day's reports, no further request), ``snapshots`` (``SYNC_RESULT``: the
+        Customer snapshots written). A failing shop is its own ``mode="error"`` row
+        (and ``shop_error`` in the reports); the others go on.
+
+        Customer snapshots (backends that keep them, ``Schema.snapshots``): each
+        account linking a customer whose ``customer.*`` event was applied, and
+        keeping a snapshot, gets the backend's own sync of it (``stripe_customer`` :=
+        the Customer, ``stripe_synced_at`` := when Stripe's state was that), only
+        where that is later than the stored ``stripe_synced_at``; a deleted customer
+        leaves the snapshot as it was; unreadable details are never written (a
+        ``snapshot_not_written`` gap); written and audited as ``apply_sync`` writes
+        (``sync.set_detail`` by ``opskit refresh``), nothing written to Stripe.
+        ``write_snapshots=False``: a read-only refresh (opskit's own tables only).
+        See :mod:`opskit.writes.snapshots`.
         """
         local = self._local(shop_ids)
         links = fetch.linked_ids(local.accounts, "stripe_customer_id")
@@ -442,7 +459,12 @@ class Ops(MoneyOps):
             {str(k): v for k, v in links.items()},
             executor=executor,
             progress=progress,
+            write_snapshots=write_snapshots,
+            accounts=local.accounts,
         )
+        if any(r.snapshots for r in results):  # the reports read the snapshots as written
+            wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
+            local = replace(local, accounts=self.ctx.db.load_accounts(wanted))
         # The day's reports from the copy (a shop whose refresh failed is its shop_error).
         failed = {r.shop_id: f"refresh failed: {r.error}" for r in results if r.mode == "error"}
         mine = replace(local, source="refreshed", failed=failed)

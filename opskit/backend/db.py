@@ -273,13 +273,15 @@ class Database:
 
     # -- accounts --------------------------------------------------------------------
 
-    def load_accounts(self, shop_ids: Any = None) -> pd.DataFrame:
+    def load_accounts(self, shop_ids: Any = None, *, mentioning: str | None = None) -> pd.DataFrame:
         """The ACCOUNTS frame (see :data:`opskit.core.frames.ACCOUNTS`) of the shops.
 
         ``email`` comes from ``Schema.account_email`` (shop-backend: ``accounts.name``),
         ``name`` from ``Schema.account_name`` (<NA> when the backend has none); the
         known details keys are flattened; details that are NULL, JSON null or ``{}``
         are empty (``details_error`` <NA>); only invalid JSON or a non-object is flagged.
+        ``mentioning``: only accounts whose details text contains it (e.g. one customer
+        id, for the webhook receiver; a superset of the accounts linking it).
         """
         wanted = self.check_shop_ids(shop_ids)
         s, t = self.schema, self.accounts_table
@@ -305,6 +307,8 @@ class Database:
         if wanted is not None:
             shop_col = t.c[s.account_shop_id]
             stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
+        if mentioning:
+            stmt = stmt.where(sa.cast(raw_details, sa.Text).contains(mentioning, autoescape=True))
         with self._connect() as conn:
             # Straight from the DBAPI cursor: a million Row objects cost seconds.
             rows = conn.execute(stmt).cursor.fetchall()  # type: ignore[attr-defined]

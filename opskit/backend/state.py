@@ -286,7 +286,8 @@ class State:
             stmt = ins.on_conflict_do_update(
                 index_elements=["shop_id", "kind", "object_id"], set_=update, where=where
             )
-            n += conn.execute(stmt).rowcount or 0
+            # a row comes back only when inserted or updated (rowcount is -1 on psycopg 3)
+            n += conn.execute(stmt.returning(t.c.object_id)).first() is not None
         return n
 
     def replace_objects(
@@ -384,8 +385,10 @@ class State:
             processed_at=_utcnow(),
             body=json.dumps(dict(event), sort_keys=True, default=str),
         )
-        res = conn.execute(ins.on_conflict_do_nothing(index_elements=["shop_id", "event_id"]))
-        return bool(res.rowcount)
+        # RETURNING, not rowcount: psycopg 3 reports -1 for this statement on PostgreSQL,
+        # which read as "recorded" let two concurrent deliveries of one event both apply.
+        stmt = ins.on_conflict_do_nothing(index_elements=["shop_id", "event_id"])
+        return conn.execute(stmt.returning(self.events.c.event_id)).first() is not None
 
     def set_findings(self, rows: pd.DataFrame) -> None:
         """Store each row's ``account_id``/``report``/``status``/``detail`` on its event."""

@@ -265,7 +265,8 @@ CHANGES: Spec = {
 # ops.refresh(): what could not be followed by events, per shop.
 REFRESH_GAPS: Spec = {
     "shop_id": "string",
-    "gap": "string",  # full_read / skipped_event / shop_error
+    # full_read / skipped_event / shop_error / snapshot_not_written / snapshot_error
+    "gap": "string",
     "event_id": "string",
     "event_type": "string",
     "reason": "string",
@@ -279,6 +280,7 @@ REFRESH_SHOPS: Spec = {
     "applied": "Int64",  # local copies written (events applied and objects re-read)
     "skipped": "Int64",  # duplicate, stale, superseded or ignored events
     "requests": "Int64",  # Stripe API requests made for this shop
+    "snapshots": "Int64",  # accounts whose Customer snapshot (details) the events updated
     "cursor_at": UTC_TIME,  # events up to here are now known
     "error": "string",
 }

@@ -14,6 +14,9 @@ module says whether it still tells the truth. Pure: frames in, frames out.
 - :func:`snapshot_plan`: the backend's own sync for stale or missing snapshots,
   as sync-plan rows: ``stripe_customer`` (the live Customer, JSON text) and
   ``stripe_synced_at`` (``now``, ISO-8601 UTC), two rows per account.
+- :func:`follow_plan`: the same rows (:func:`sync_rows`) for the snapshots a
+  customer event makes outdated (``ops.refresh()`` and the webhook receiver):
+  written only where the event's state is newer than ``stripe_synced_at``.
 
 The compared fields are :data:`SNAPSHOT_FIELDS` (our name -> path in the
 Customer): the ones a person sees in the dashboard or an invoice. A snapshot of
@@ -38,7 +41,9 @@ __all__ = [
     "SNAPSHOT_REPORT_COLUMNS",
     "annotate",
     "compare_snapshots",
+    "follow_plan",
     "snapshot_plan",
+    "sync_rows",
 ]
 
 #: Fields compared, in report order: our name -> the path in Stripe's Customer.
@@ -202,9 +207,8 @@ def snapshot_plan(
     the backend's endpoint writes it).
     """
     stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
-    columns = ["shop_id", "account_id", "key", "new_value", "reason", "source_status"]
     if not len(report):
-        return pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
+        return _empty_plan()
     status = report["status"].astype("string")
     linked = report[status.isin(["match", "mismatch"]).fillna(False).astype(bool)]
     snap = report.get("snapshot_status")
@@ -231,15 +235,125 @@ def snapshot_plan(
             else f"no stored snapshot of customer {r.stripe_customer_id}"
         )
         source = "snapshot_stale" if stale else "snapshot_missing"
-        out.append(
-            {"shop_id": key[0], "account_id": key[1], "key": "stripe_customer",
-             "new_value": str(live), "reason": f"sync: {why}", "source_status": source}
-        )  # fmt: skip
-        out.append(
-            {"shop_id": key[0], "account_id": key[1], "key": "stripe_synced_at",
-             "new_value": stamp, "reason": "sync: the time of this snapshot",
-             "source_status": source}
-        )  # fmt: skip
+        out += sync_rows(key[0], key[1], str(live), stamp, f"sync: {why}", source)
     if not out:
-        return pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
-    return pd.DataFrame(out, columns=columns).astype("string")
+        return _empty_plan()
+    return pd.DataFrame(out, columns=list(PLAN_COLUMNS)).astype("string")
+
+
+#: The columns of :func:`snapshot_plan` / :func:`follow_plan` rows.
+PLAN_COLUMNS = ("shop_id", "account_id", "key", "new_value", "reason", "source_status")
+
+
+def _empty_plan() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="string") for c in PLAN_COLUMNS})
+
+
+def sync_rows(
+    shop_id: str,
+    account_id: str,
+    customer_text: str,
+    stamp: str,
+    reason: str,
+    source: str,
+    *,
+    by: str = "sync",
+) -> list[dict[str, Any]]:
+    """The backend's sync of one account as two plan rows: ``stripe_customer`` := the
+    Customer (JSON text) and ``stripe_synced_at`` := ``stamp`` (ISO-8601 UTC)."""
+    return [
+        {"shop_id": shop_id, "account_id": account_id, "key": "stripe_customer",
+         "new_value": customer_text, "reason": reason, "source_status": source},
+        {"shop_id": shop_id, "account_id": account_id, "key": "stripe_synced_at",
+         "new_value": stamp, "reason": f"{by}: the time of this snapshot",
+         "source_status": source},
+    ]  # fmt: skip
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
+def follow_plan(accounts: pd.DataFrame, states: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Snapshots that customer events make outdated, as :func:`sync_rows` plan rows.
+
+    ``accounts``: an ACCOUNTS frame (the shops concerned). ``states``: one row per
+    customer state learnt from an event: ``shop_id``, ``stripe_customer_id``,
+    ``deleted`` (boolean), ``stripe_object`` (the Customer, JSON text), ``version``
+    (Int64, Unix seconds: the event's ``created``, or when the customer was re-read)
+    and optionally ``event_id``.
+
+    The rule, per account of the state's shop that links the customer and keeps a
+    snapshot (``stripe_customer`` or ``stripe_synced_at`` present):
+
+    * the customer is deleted: nothing is written (the snapshot keeps the last
+      state; the report says ``deleted_in_stripe``);
+    * ``version`` is later than ``stripe_synced_at`` (an absent or unparsable time
+      counts as older): rows ``stripe_customer`` := the state and
+      ``stripe_synced_at`` := ``version`` as ISO-8601 UTC (when Stripe's state was
+      this), ``source_status`` ``customer_event``;
+    * else (an older or same-second event): nothing; the stored snapshot is as new.
+
+    An account without a snapshot gets none (creating one is the admin sync's
+    choice: ``ops.sync_plan()`` proposes it). Returns ``(rows, flagged)``:
+    ``flagged`` has ``shop_id``, ``account_id``, ``stripe_customer_id``, ``reason``
+    (strings) for accounts whose details are unreadable but mention the customer:
+    never written.
+    """
+    flag_cols = ("shop_id", "account_id", "stripe_customer_id", "reason")
+    no_flags = pd.DataFrame({c: pd.Series(dtype="string") for c in flag_cols})
+    if not len(states) or not len(accounts):
+        return _empty_plan(), no_flags
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for st in states.to_dict("records"):
+        key = (str(st["shop_id"]), str(st["stripe_customer_id"]).strip())
+        version = _text(st.get("version"))
+        if version is None:
+            continue
+        st = {**st, "version": int(float(version))}
+        if key not in newest or st["version"] > newest[key]["version"]:
+            newest[key] = st
+    readable = accounts["details_error"].isna()
+    acc = accounts[readable]
+    cids = acc["stripe_customer_id"].astype("string").str.strip()
+    synced = pd.to_datetime(acc["stripe_synced_at"], utc=True)
+    has_snapshot = acc["stripe_customer"].notna() | acc["stripe_synced_at"].notna()
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for pos, (shop, cid, keeps) in enumerate(zip(acc["shop_id"], cids, has_snapshot, strict=True)):
+        if keeps and cid is not pd.NA and cid:
+            by_key.setdefault((str(shop), str(cid)), []).append(pos)
+    out: list[dict[str, Any]] = []
+    for key, st in newest.items():
+        if bool(st.get("deleted")) or _text(st.get("stripe_object")) is None:
+            continue
+        at = datetime.fromtimestamp(st["version"], UTC)
+        event = _text(st.get("event_id"))
+        for pos in by_key.get(key, []):
+            stored = synced.iloc[pos]
+            if not pd.isna(stored) and at <= stored:
+                continue  # the stored snapshot is as new or newer: an older event never wins
+            why = f"customer {key[1]} changed in Stripe at {at.isoformat()}" + (
+                f" (event {event})" if event else " (re-read)"
+            )
+            out += sync_rows(
+                key[0], str(acc["account_id"].iloc[pos]), str(st["stripe_object"]),
+                at.isoformat(), f"refresh: {why}", "customer_event", by="refresh",
+            )  # fmt: skip
+    flags: list[dict[str, Any]] = []
+    bad = accounts[~readable]
+    for shop, aid, raw, problem in zip(
+        bad["shop_id"], bad["account_id"], bad["details"], bad["details_error"], strict=True
+    ):
+        text = _text(raw) or ""
+        for s, cid in newest:
+            if s == str(shop) and cid in text:
+                flags.append(
+                    {"shop_id": s, "account_id": str(aid), "stripe_customer_id": cid,
+                     "reason": f"account {aid}: details unreadable ({problem}); its snapshot "
+                               f"of customer {cid} is not written"}
+                )  # fmt: skip
+    rows = pd.DataFrame(out, columns=list(PLAN_COLUMNS)).astype("string") if out else _empty_plan()
+    found = pd.DataFrame(flags, columns=list(flag_cols)).astype("string") if flags else no_flags
+    return rows, found

@@ -69,21 +69,32 @@ def refresh(
     stripe_api_base: StripeApiBase = None,
     quiet: Quiet = False,
     debug: Debug = False,
+    no_snapshots: Annotated[
+        bool,
+        typer.Option(
+            "--no-snapshots",
+            help="Read-only for the backend: do not update the accounts' Customer "
+            "snapshots (details stripe_customer / stripe_synced_at) from customer events.",
+        ),
+    ] = False,
 ) -> None:
     """Read each shop's Stripe events since the last refresh, then report from the copy.
 
-    Shops never refreshed (or not for 30 days) are read in full once. Exit 0 all
-    match, 1 drift found, 2 a shop failed, 3 usage or configuration error.
+    Shops never refreshed (or not for 30 days) are read in full once. Customer
+    events newer than an account's stored Customer snapshot update it (audited;
+    --no-snapshots: don't). Exit 0 all match, 1 drift found, 2 a shop failed,
+    3 usage or configuration error.
     """
     with _guard(debug):
         names = report.report_names(which)
         resolved = _prepare_out(out, fmt)
         ops = _connect(database_url, stripe_api_base)
         shops = _check_shops(ops, shop)
-        result = ops.refresh(shops, progress=not quiet)
+        result = ops.refresh(shops, progress=not quiet, write_snapshots=not no_snapshots)
         reports = {name: result.reports[name] for name in names}
         console = _console(quiet)
-        per_shop = result.shops[["shop_id", "mode", "events_read", "applied", "requests", "error"]]
+        cols = ["shop_id", "mode", "events_read", "applied", "snapshots", "requests", "error"]
+        per_shop = result.shops[cols]
         console.print(
             _df_table(per_shop, title=f"Refresh: {result.requests} Stripe requests", limit=50)
         )

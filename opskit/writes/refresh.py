@@ -11,10 +11,16 @@
    that became visible late), skip those already processed (by id), and plan
    the writes with :func:`opskit.core.events.plan_changes` (oldest first, only
    where newer than the stored copy; same-second ties re-read from Stripe);
-3. in **one transaction per shop**: write the copies, record every new event
+3. bring the accounts' Customer snapshots (``details["stripe_customer"]`` and
+   ``stripe_synced_at``) up to date for the customers whose events were applied,
+   where the event is newer than the stored snapshot
+   (:mod:`opskit.writes.snapshots`; not on a full read, and not when
+   ``write_snapshots=False``);
+4. in **one transaction per shop**: write the copies, record every new event
    with its outcome, move the cursor. A crash leaves each shop either refreshed
    or untouched; the next run re-reads from the old cursor and skips what was
-   recorded, so no event is lost or applied twice.
+   recorded, so no event is lost or applied twice (a snapshot written before the
+   crash is found already written).
 
 One shop's failure is that shop's row (``mode="error"``), never the run's.
 :func:`local_customers` / :func:`local_subscriptions` give the same
@@ -51,6 +57,7 @@ from opskit.core.events import (
 )
 from opskit.stripeapi import events as stripe_events
 from opskit.stripeapi import fetch
+from opskit.writes import snapshots as snapshot_writes
 
 __all__ = [
     "OVERLAP_SECONDS",
@@ -104,6 +111,12 @@ class ShopRefresh:
     duplicates: int = 0  # listed again (the overlap window): already processed
     cursor: int | None = None
     error: str | None = None
+    # Customer states applied by events (opskit.writes.snapshots.states_of) and the
+    # snapshots they brought up to date.
+    customer_states: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    snapshots: int = 0
+    snapshot_results: pd.DataFrame | None = field(default=None, repr=False)  # SYNC_RESULT
+    snapshot_writes: snapshot_writes.SnapshotWrites | None = field(default=None, repr=False)
     # The shop's writes, made once Stripe has been read: (conn) -> (applied, processed, gaps).
     pending: Callable[[Any], tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] | None = field(
         default=None, repr=False
@@ -127,12 +140,15 @@ class RefreshResult:
     shops: pd.DataFrame  # REFRESH_SHOPS: one row per shop
     requests: int = 0
     reports: dict[str, pd.DataFrame] = field(default_factory=dict)  # the reports from the copy
+    # SYNC_RESULT: the Customer snapshots written (or found written) from customer events
+    snapshots: pd.DataFrame = field(default_factory=lambda: frames.empty(frames.SYNC_RESULT))
 
     def __repr__(self) -> str:
         modes = self.shops["mode"].value_counts().to_dict() if not self.shops.empty else {}
         return (
             f"<RefreshResult shops={len(self.shops)} {modes} changes={len(self.changes)} "
-            f"gaps={len(self.gaps)} requests={self.requests}>"
+            f"gaps={len(self.gaps)} snapshots={int(self.shops['snapshots'].sum())} "
+            f"requests={self.requests}>"
         )
 
 
@@ -147,9 +163,12 @@ def refresh_shop(
     *,
     overlap: int = OVERLAP_SECONDS,
     now: int | None = None,
+    write_snapshots: bool = True,
 ) -> ShopRefresh:
     """Bring one shop's local copy up to date (see the module docstring)."""
     out = read_shop_changes(ctx, state, shop, link_ids, overlap=overlap, now=now)
+    if write_snapshots:
+        write_shop_snapshots(ctx, [out])
     commit_shops(state, [out])
     return out
 
@@ -236,6 +255,7 @@ def _follow_events(
     out.duplicates = sum(1 for o, _ in plan.outcomes.values() if o == "duplicate")
     writes, fetched = _writes(client, shop, plan.changes.values())
     out.requests += fetched
+    out.customer_states = snapshot_writes.states_of(out.shop_id, writes)
     new_cursor = max(cursor, started)
     account = account_of(shop, ctx.api_base)
 
@@ -246,6 +266,7 @@ def _follow_events(
         for event in plan.order:
             kind, oid, customer = object_ref(event)
             outcome, why = plan.outcomes[str(event["id"])]
+            why = _with_note(why, out.snapshot_writes, out.shop_id, kind, oid, outcome)
             recorded = state.record_event(
                 conn,
                 out.shop_id,
@@ -283,6 +304,54 @@ def _follow_events(
 
     out.pending = write
     out.cursor = new_cursor
+
+
+def write_shop_snapshots(
+    ctx: Context,
+    outs: Iterable[ShopRefresh],
+    accounts: pd.DataFrame | None = None,
+    *,
+    actor: str = snapshot_writes.ACTOR_REFRESH,
+) -> None:
+    """The snapshot writes of shops read but not yet committed (before their commit:
+    see :mod:`opskit.writes.snapshots`); counts and gaps go to each shop's result."""
+    ready = [o for o in outs if o.pending is not None and o.customer_states]
+    if not ready:
+        return
+    try:
+        done = snapshot_writes.write_snapshots(
+            ctx, [st for o in ready for st in o.customer_states], accounts=accounts, actor=actor
+        )
+    except Exception as exc:  # noqa: BLE001 - snapshots never stop the refresh of events
+        reason = f"snapshots not written: {describe_error(exc)}"
+        log.warning("opskit refresh: %s", reason)
+        for o in ready:
+            o.gaps.append({"shop_id": o.shop_id, "gap": "snapshot_error", "reason": reason})
+        return
+    for o in ready:
+        o.snapshot_writes = done
+        o.snapshots += done.written(o.shop_id)
+        o.gaps += [g for g in done.gaps if g["shop_id"] == o.shop_id]
+        if not done.results.empty:
+            mine = done.results[done.results["shop_id"] == o.shop_id]
+            o.snapshot_results = mine if len(mine) else None
+
+
+def _with_note(
+    why: str | None,
+    done: snapshot_writes.SnapshotWrites | None,
+    shop_id: str,
+    kind: str | None,
+    oid: str | None,
+    outcome: str,
+) -> str | None:
+    """The event's outcome detail, naming the snapshots its customer state updated."""
+    if done is None or kind != "customer" or outcome not in ("applied", "refetch"):
+        return why
+    note = done.note(shop_id, oid)
+    if note is None:
+        return why
+    return f"{why}; {note}" if why else note
 
 
 def commit_shops(state: State, outs: Iterable[ShopRefresh]) -> None:
@@ -369,12 +438,17 @@ def refresh(
     executor: Executor | None = None,
     progress: bool = True,
     max_workers: int | None = None,
+    write_snapshots: bool = True,
+    accounts: pd.DataFrame | None = None,
 ) -> list[ShopRefresh]:
     """Refresh every shop, at most ``max_workers`` (``Settings.max_shop_workers``) at once.
 
     ``link_ids``: ``{shop_id text: customer ids its accounts link}``, retrieved on a
-    full read when the listing lacks them (deleted customers). Returns one
-    :class:`ShopRefresh` per shop, in shop order.
+    full read when the listing lacks them (deleted customers). ``write_snapshots``:
+    bring the accounts' Customer snapshots up to date from the customer events
+    (:mod:`opskit.writes.snapshots`); ``accounts``: the shops' ACCOUNTS frame when
+    the caller has it (else read where needed). Returns one :class:`ShopRefresh`
+    per shop, in shop order.
     """
     state = state_for(ctx.db)
     state.ensure()
@@ -400,9 +474,13 @@ def refresh(
                 done[order[id(fut)]] = out
                 batch.append(out)
                 if len(batch) >= BATCH_SHOPS:
+                    if write_snapshots:
+                        write_shop_snapshots(ctx, batch, accounts)
                     commit_shops(state, batch)
                     batch = []
                 bar.update(1)
+            if write_snapshots:
+                write_shop_snapshots(ctx, batch, accounts)
             commit_shops(state, batch)
         results = [done[i] for i in range(len(futures))]
     finally:
@@ -426,6 +504,7 @@ def result_frames(
             "applied": [r.applied for r in results],
             "skipped": [r.skipped for r in results],
             "requests": [r.requests for r in results],
+            "snapshots": [r.snapshots for r in results],
             "cursor_at": pd.to_datetime([r.cursor for r in results], unit="s", utc=True),
             "error": [r.error for r in results],
         }
@@ -440,7 +519,15 @@ def result_frames(
         else frames.empty(frames.REFRESH_SHOPS),
         requests=sum(r.requests for r in results),
         reports=dict(reports or {}),
+        snapshots=_snapshot_frame(results),
     )
+
+
+def _snapshot_frame(results: list[ShopRefresh]) -> pd.DataFrame:
+    parts = [r.snapshot_results for r in results if r.snapshot_results is not None]
+    if not parts:
+        return frames.empty(frames.SYNC_RESULT)
+    return frames.conform(pd.concat(parts, ignore_index=True), frames.SYNC_RESULT)
 
 
 # -- one event (webhooks) ------------------------------------------------------------------
@@ -454,6 +541,7 @@ def process_event(
     source: str = "webhook",
     delivery_id: int | None = None,
     now: int | None = None,
+    write_snapshots: bool = True,
 ) -> tuple[str, str | None]:
     """Apply one event of ``shop`` idempotently: ``(outcome, why)``.
 
@@ -462,6 +550,9 @@ def process_event(
     recorded is a ``duplicate`` with no effect. The object is re-read with the
     shop's key when the payload may be stale: its second ties the stored copy,
     or it is older than :data:`STALE_AFTER_SECONDS` (a late or replayed delivery).
+    A customer state newer than an account's stored Customer snapshot updates the
+    snapshot first (``write_snapshots``; :mod:`opskit.writes.snapshots`), so a crash
+    before the event is recorded leaves it to be processed again, never lost.
     """
     state = state_for(ctx.db)
     state.ensure()
@@ -496,6 +587,15 @@ def process_event(
         writes.append(
             ObjectWrite(change.kind, change.object_id, change.version, row, change.event_id)
         )
+    if write_snapshots and writes:
+        done = snapshot_writes.write_snapshots(
+            ctx, snapshot_writes.states_of(shop_id, writes), actor=snapshot_writes.ACTOR_WEBHOOK
+        )
+        why = _with_note(outcome[1], done, shop_id, kind, oid, outcome[0])
+        for gap in done.gaps:  # unreadable details, failed writes: said on the event
+            log.warning("opskit webhooks: shop %s: %s", shop_id, gap["reason"])
+            why = f"{why}; {gap['reason']}" if why else gap["reason"]
+        outcome = (outcome[0], why)
     with state.begin() as conn:
         recorded = state.record_event(
             conn,
