@@ -167,7 +167,9 @@ def test_customer_events_bring_outdated_snapshots_up_to_date(snap_world: SnapWor
     hidden = c.v1.customers.create(params={"email": "hidden@example.com"}).id
     broken_id = uuid.uuid4()
     broken = f'["{hidden}", "unreadable: a list, not an object"]'
-    shopbackend.insert(w.url, accounts=[{"id": broken_id, "shop_id": w.shops[1], "details": broken}])
+    shopbackend.insert(
+        w.url, accounts=[{"id": broken_id, "shop_id": w.shops[1], "details": broken}]
+    )
     ops = connect(w)
     first = ops.refresh(progress=False)
     assert set(first.shops["mode"]) == {"full_read"}
@@ -256,6 +258,29 @@ def test_a_read_only_refresh_writes_no_snapshot(snap_world_sqlite: SnapWorld) ->
     }
 
 
+def test_the_cli_refresh_writes_snapshots_unless_told_not_to(snap_world_sqlite: SnapWorld) -> None:
+    from typer.testing import CliRunner
+
+    from opskit.faces.cli import app
+
+    w = snap_world_sqlite
+    one, two = w.customer(1), w.customer(1)
+    conn = ["--database-url", w.url, "--stripe-api-base", w.sb.url, "--quiet"]
+    runner = CliRunner()
+    assert runner.invoke(app, ["refresh", *conn]).exit_code == 0
+    ops = connect(w)
+    before = details_of(ops, w.accounts[one])
+    w.clients[1].v1.customers.update(one, params={"email": "one.new@example.com"})
+    quiet = runner.invoke(app, ["refresh", *conn, "--no-snapshots"])
+    assert quiet.exit_code == 1, quiet.output  # the snapshot is stale: drift
+    assert details_of(ops, w.accounts[one]) == before and ops.audit_log().empty
+    w.clients[1].v1.customers.update(two, params={"email": "two.new@example.com"})
+    loud = runner.invoke(app, ["refresh", *conn])
+    assert loud.exit_code == 1, loud.output  # `one` is still stale (the sync's to write)
+    assert details_of(ops, w.accounts[two])["stripe_customer"]["email"] == "two.new@example.com"
+    assert set(ops.audit_log()["target"]) == {f"account:{w.accounts[two]}"}
+
+
 @pytest.fixture
 def receiving(snap_world: SnapWorld) -> Iterator[tuple[SnapWorld, opskit.Ops, Running]]:
     w = snap_world
@@ -285,9 +310,9 @@ def test_webhooks_duplicated_and_out_of_order_end_with_the_newest_snapshot(
     _wait(lambda: len([o for o in _outcomes(ops) if o != "accepted"]) == 6)
     from opskit.backend.state import state_for
 
-    assert sorted(_outcomes(ops)) == ["duplicate"] * 3 + ["processed"] * 3, state_for(
-        ops.ctx.db
-    ).deliveries_frame().to_string()
+    assert sorted(_outcomes(ops)) == ["duplicate"] * 3 + ["processed"] * 3, (
+        state_for(ops.ctx.db).deliveries_frame().to_string()
+    )
     details = details_of(ops, w.accounts[cid])
     assert details["stripe_customer"]["name"] == "third"
     assert pd.Timestamp(details["stripe_synced_at"]) == pd.Timestamp(t + 3, unit="s", tz="UTC")
@@ -371,8 +396,14 @@ def test_the_rule_newer_only_deleted_and_unreadable() -> None:
     new = json.dumps({"id": "cus_X", "email": "new@example.com"})
 
     def state(cid: str, version: int, deleted: bool = False) -> dict[str, Any]:
-        return {"shop_id": "s1", "stripe_customer_id": cid, "deleted": deleted,
-                "stripe_object": new, "version": version, "event_id": f"evt_{cid}{version}"}  # fmt: skip
+        return {
+            "shop_id": "s1",
+            "stripe_customer_id": cid,
+            "deleted": deleted,
+            "stripe_object": new,
+            "version": version,
+            "event_id": f"evt_{cid}{version}",
+        }
 
     states = pd.DataFrame(
         [

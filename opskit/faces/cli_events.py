@@ -307,3 +307,9 @@ def demo_refresh(console: Any, session: Any, quiet: bool) -> None:
             f"{result.requests} Stripe requests",
         )
     )
+    written = int(result.shops["snapshots"].sum())
+    if written:
+        console.print(
+            f"Customer snapshots in details brought up to date from these events: {written} "
+            "account(s), audited (opskit audit)."
+        )

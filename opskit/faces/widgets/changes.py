@@ -92,7 +92,7 @@ class ChangesPanel(w.VBox):
             raise
         self.progress.step()
         self.result = result
-        cols = ["shop_id", "mode", "events_read", "applied", "requests", "error"]
+        cols = ["shop_id", "mode", "events_read", "applied", "snapshots", "requests", "error"]
         self.shop_table.value = frame_html(result.shops[cols], css_class="opskit-refresh-shops")
         self.gap_table.value = (
             "<b>Gaps</b>" + frame_html(result.gaps, css_class="opskit-gaps")
