@@ -310,6 +310,6 @@ def demo_refresh(console: Any, session: Any, quiet: bool) -> None:
     written = int(result.shops["snapshots"].sum())
     if written:
         console.print(
-            f"Customer snapshots in details brought up to date from these events: {written} "
-            "account(s), audited (opskit audit)."
+            f"Customer snapshots (details stripe_customer / stripe_synced_at) rewritten from "
+            f"customer events newer than them: {written} account(s), audited (opskit audit)."
         )
