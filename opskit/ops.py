@@ -22,7 +22,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import InputError
 from opskit.common.ids import IdLike, id_list
 from opskit.common.models import Shop
-from opskit.core import enrich, reconcile, snapshots
+from opskit.core import enrich, frames, reconcile, snapshots
 from opskit.core import subscriptions as customer_subscriptions
 from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
@@ -462,9 +462,9 @@ class Ops(MoneyOps):
             write_snapshots=write_snapshots,
             accounts=local.accounts,
         )
-        if any(r.snapshots for r in results):  # the reports read the snapshots as written
-            wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
-            local = replace(local, accounts=self.ctx.db.load_accounts(wanted))
+        written = [r.shop_id for r in results if r.snapshots]
+        if written:  # the reports read the snapshots as written: those shops' accounts again
+            local = replace(local, accounts=_with_accounts(local.accounts, self.accounts(written)))
         # The day's reports from the copy (a shop whose refresh failed is its shop_error).
         failed = {r.shop_id: f"refresh failed: {r.error}" for r in results if r.mode == "error"}
         mine = replace(local, source="refreshed", failed=failed)
@@ -582,6 +582,19 @@ class _Local:
     all_shops: list[Shop]  # every shop of the backend (cross-shop lookups)
     source: str = "stripe"  # "refreshed": Stripe's side from opskit's copy (see refresh)
     failed: Mapping[str, str] = field(default_factory=dict)  # refreshed: shops whose refresh failed
+
+
+def _with_accounts(accounts: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """``accounts`` with the rows of ``fresh`` (same accounts, read again) in their place;
+    accounts only in ``fresh`` (created meanwhile) are not added: the run keeps its rows."""
+    out = accounts.copy()
+    again = fresh.drop_duplicates("account_id").set_index("account_id")
+    hit = out["account_id"].isin(again.index).fillna(False).to_numpy()
+    if hit.any():
+        ids = out.loc[hit, "account_id"]
+        for col in out.columns.drop("account_id"):
+            out.loc[hit, col] = again.loc[ids, col].to_numpy()
+    return frames.conform(out, frames.ACCOUNTS)
 
 
 def _lookup_shops(local: _Local) -> list[Shop]:

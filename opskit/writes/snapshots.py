@@ -111,9 +111,12 @@ def write_snapshots(
     todo = _not_superseded(ctx, todo)
     if not todo:
         return out
-    if accounts is not None:
+    if accounts is not None:  # only the rows that matter: linkers, and unreadable ones
         shops = {str(s["shop_id"]) for s in todo}
-        accounts = accounts[accounts["shop_id"].isin(shops).fillna(False)]
+        cids = {str(s["stripe_customer_id"]) for s in todo}
+        mine = accounts["shop_id"].isin(shops).fillna(False)
+        linked = accounts["stripe_customer_id"].astype("string").str.strip().isin(cids)
+        accounts = accounts[mine & (linked.fillna(False) | accounts["details_error"].notna())]
     done: list[pd.DataFrame] = []
     refused = frames.empty(frames.SYNC_RESULT)
     for attempt in range(ATTEMPTS):
