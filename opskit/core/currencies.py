@@ -38,7 +38,7 @@ from dataclasses import dataclass
 __all__ = [
     "CLASSES",
     "PAYOUT_WHOLE_UNITS",
-    "PRESENTMENT",
+    "NOT_CHARGED",
     "THREE_DECIMAL",
     "WHOLE_UNITS",
     "ZERO_DECIMAL",
@@ -72,156 +72,17 @@ WHOLE_UNITS: frozenset[str] = frozenset({"ISK", "UGX"})
 #: Two decimals for charges, whole units (multiples of 100) for payouts.
 PAYOUT_WHOLE_UNITS: frozenset[str] = frozenset({"HUF", "TWD"})
 
-#: The currencies Stripe charges in ("presentment currencies" on Stripe's "Supported
-#: currencies" page), as ISO codes. An ISO currency outside this set (CUP, IRR, KPW,
-#: SYP, ...) is one Stripe refuses, so opskit refuses it before any request and never
-#: shows what its "minor units" would be. (Stripe writes São Tomé's dobra as STD and
-#: keeps SLL beside SLE; ISO's STN is not in its list.)
-PRESENTMENT: frozenset[str] = frozenset(
-    [  # fmt: skip
-        "USD",
-        "AED",
-        "AFN",
-        "ALL",
-        "AMD",
-        "ANG",
-        "AOA",
-        "ARS",
-        "AUD",
-        "AWG",
-        "AZN",
-        "BAM",
-        "BBD",
-        "BDT",
-        "BGN",
-        "BHD",
-        "BIF",
-        "BMD",
-        "BND",
-        "BOB",
-        "BRL",
-        "BSD",
-        "BWP",
-        "BYN",
-        "BZD",
-        "CAD",
-        "CDF",
-        "CHF",
-        "CLP",
-        "CNY",
-        "COP",
-        "CRC",
-        "CVE",
-        "CZK",
-        "DJF",
-        "DKK",
-        "DOP",
-        "DZD",
-        "EGP",
-        "ETB",
-        "EUR",
-        "FJD",
-        "FKP",
-        "GBP",
-        "GEL",
-        "GIP",
-        "GMD",
-        "GNF",
-        "GTQ",
-        "GYD",
-        "HKD",
-        "HNL",
-        "HTG",
-        "HUF",
-        "IDR",
-        "ILS",
-        "INR",
-        "ISK",
-        "JMD",
-        "JOD",
-        "JPY",
-        "KES",
-        "KGS",
-        "KHR",
-        "KMF",
-        "KRW",
-        "KWD",
-        "KYD",
-        "KZT",
-        "LAK",
-        "LBP",
-        "LKR",
-        "LRD",
-        "LSL",
-        "MAD",
-        "MDL",
-        "MGA",
-        "MKD",
-        "MMK",
-        "MNT",
-        "MOP",
-        "MUR",
-        "MVR",
-        "MWK",
-        "MXN",
-        "MYR",
-        "MZN",
-        "NAD",
-        "NGN",
-        "NIO",
-        "NOK",
-        "NPR",
-        "NZD",
-        "OMR",
-        "PAB",
-        "PEN",
-        "PGK",
-        "PHP",
-        "PKR",
-        "PLN",
-        "PYG",
-        "QAR",
-        "RON",
-        "RSD",
-        "RUB",
-        "RWF",
-        "SAR",
-        "SBD",
-        "SCR",
-        "SEK",
-        "SGD",
-        "SHP",
-        "SLE",
-        "SLL",
-        "SOS",
-        "SRD",
-        "STD",
-        "SZL",
-        "THB",
-        "TJS",
-        "TND",
-        "TOP",
-        "TRY",
-        "TTD",
-        "TWD",
-        "TZS",
-        "UAH",
-        "UGX",
-        "UYU",
-        "UZS",
-        "VND",
-        "VUV",
-        "WST",
-        "XAF",
-        "XCD",
-        "XCG",
-        "XOF",
-        "XPF",
-        "YER",
-        "ZAR",
-        "ZMW",
-    ]
-)
+#: The ISO 4217 currencies Stripe does not charge in: not among the "presentment
+#: currencies" of Stripe's "Supported currencies" page (sanctioned, closed or not yet
+#: offered: CUP, IRR, KPW, SYP, ...). Every other ISO code is one Stripe takes. An
+#: amount in one of these is refused before any request, and no face shows what its
+#: "minor units" would be.
+NOT_CHARGED: frozenset[str] = frozenset(
+    {
+        "BTN", "CUP", "ERN", "GHS", "IQD", "IRR", "KPW", "LYD", "MRU",
+        "SDG", "SSP", "STN", "SYP", "TMT", "VES", "ZWG", "ZWL",
+    }
+)  # fmt: skip
 
 CLASSES = (
     "two-decimal",
@@ -254,8 +115,11 @@ class CurrencyRule:
 
 
 def supported(code: str) -> bool:
-    """Whether Stripe charges in ``code`` (any case): it is in :data:`PRESENTMENT`."""
-    return code.upper() in PRESENTMENT
+    """Whether Stripe charges in the ISO code ``code`` (any case): not in :data:`NOT_CHARGED`.
+
+    The ISO check itself is ``money.validate_currency``'s.
+    """
+    return code.upper() not in NOT_CHARGED
 
 
 def rule(code: str) -> CurrencyRule:

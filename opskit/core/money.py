@@ -226,9 +226,10 @@ def validate_currency(currency: Any) -> str:
 def validate_stripe_currency(currency: Any, *, guidance: str | None = None) -> str:
     """The upper-case ISO code of a currency Stripe charges in, or :class:`InvalidAmount`.
 
-    First :func:`validate_currency` (an ISO 4217 code), then Stripe's list of
-    presentment currencies (:data:`opskit.core.currencies.PRESENTMENT`): ``"cup"``
-    is ISO but Stripe does not take it, so it is refused here, before any request.
+    First :func:`validate_currency` (an ISO 4217 code), then Stripe's presentment
+    currencies (:data:`opskit.core.currencies.NOT_CHARGED` lists the ISO codes outside
+    them): ``"cup"`` is ISO but Stripe does not take it, so it is refused here, before
+    any request.
     ``guidance`` replaces the default hint (faces say it in their own terms).
     """
     try:
