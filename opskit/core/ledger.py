@@ -412,13 +412,15 @@ def payout_report(
         lines.append(b.drop(columns=["available", "pending"]))
     if not lines:
         return empty(PAYOUT_REPORT)
-    out = pd.concat(lines, ignore_index=True)
+    # Conformed before sorting: a period with no payouts has only unpaid_balance lines,
+    # which carry no arrival_at, payout_id or reporting_category until conform adds them.
+    out = conform(pd.concat(lines, ignore_index=True), PAYOUT_REPORT)
     order = {"category": 0, "manual_payout": 1, "unpaid_balance": 2}
     out["_o"] = out["line"].map(order)
     out = out.sort_values(
         ["shop_id", "_o", "arrival_at", "payout_id", "reporting_category"], na_position="last"
     )
-    return conform(out.drop(columns="_o"), PAYOUT_REPORT)
+    return out.drop(columns="_o").reset_index(drop=True)
 
 
 _CATEGORY_COLUMNS = {
