@@ -22,7 +22,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import InputError
 from opskit.common.ids import IdLike, id_list
 from opskit.common.models import Shop
-from opskit.core import enrich, frames, reconcile, snapshots
+from opskit.core import badrows, enrich, frames, reconcile, snapshots
 from opskit.core import subscriptions as customer_subscriptions
 from opskit.ops_money import MoneyOps
 from opskit.stripeapi import fetch
@@ -266,6 +266,7 @@ class Ops(MoneyOps):
             found = snapshots.compare_snapshots(local.accounts, result.frame)
             report = snapshots.annotate(report, found)
         report = enrich.add_dashboard_links(report, local.shops, ["stripe_customer_id"])
+        report = _flag_bad_rows(report, frames.CUSTOMER_REPORT, local, {"local_email": "email"})
         self._live_customers = (id(report), result.frame)
         return report
 
@@ -302,9 +303,10 @@ class Ops(MoneyOps):
                 lookup_key_formats=schema.lookup_key_formats,
             )
         report = enrich.add_subscription_terms(report, result.frame)
-        return enrich.add_dashboard_links(
+        report = enrich.add_dashboard_links(
             report, local.shops, ["stripe_subscription_id", "stripe_customer_id"]
         )
+        return _flag_bad_rows(report, frames.SUBSCRIPTION_REPORT, local, {})
 
     @staticmethod
     def summary(report: pd.DataFrame) -> pd.DataFrame:
@@ -571,6 +573,8 @@ class Ops(MoneyOps):
             accounts=self.ctx.db.load_accounts(wanted),
             run=run,
             all_shops=every,
+            # a whole-fleet run reports the shop rows it cannot use (a filter names usable ones)
+            unusable=self.ctx.db.unusable_shops() if wanted is None else None,
         )
 
 
@@ -582,6 +586,25 @@ class _Local:
     all_shops: list[Shop]  # every shop of the backend (cross-shop lookups)
     source: str = "stripe"  # "refreshed": Stripe's side from opskit's copy (see refresh)
     failed: Mapping[str, str] = field(default_factory=dict)  # refreshed: shops whose refresh failed
+    unusable: pd.DataFrame | None = None  # shop rows opskit cannot use (whole-fleet runs only)
+
+
+def _flag_bad_rows(
+    report: pd.DataFrame, spec: frames.Spec, local: _Local, columns: Mapping[str, str]
+) -> pd.DataFrame:
+    """The report with its accounts' unreadable values noted and unusable rows added."""
+    report = badrows.annotate(report, local.accounts, ["shop_id", "account_id"])
+    if local.unusable is None:
+        return report
+    flagged = badrows.unusable_rows(
+        spec,
+        local.unusable,
+        local.accounts,
+        [str(s.id) for s in local.all_shops],
+        key="account_id",
+        columns=columns,
+    )
+    return badrows.with_flagged(report, flagged)
 
 
 def _with_accounts(accounts: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:

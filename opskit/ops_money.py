@@ -22,7 +22,7 @@ import pandas as pd
 
 from opskit.backend.db import shops_frame
 from opskit.common.context import Context
-from opskit.core import ledger
+from opskit.core import badrows, ledger
 from opskit.core.frames import DAILY_OVERVIEW, MONEY_ORDERS, PAYMENT_REPORT, conform
 from opskit.core.payments import MatchRules, reconcile_payments
 from opskit.stripeapi.money import MoneyResult, fetch_money
@@ -392,13 +392,29 @@ class MoneyOps:
             if orders is None:
                 orders = self._money_orders(shop_ids)
             orders = conform(orders, MONEY_ORDERS)
+            # An order whose time could not be read (row_error, NaT) is in every period:
+            # flagged in its row, never silently left out.
+            keep = orders["created_at"].isna() & orders["row_error"].notna()  # untimed
+            inside = pd.Series(True, index=orders.index)
             if read_lo is not None:
-                orders = orders[orders["created_at"] >= read_lo]
+                inside &= orders["created_at"] >= read_lo
             if read_hi is not None:
-                orders = orders[orders["created_at"] <= read_hi]
+                inside &= orders["created_at"] <= read_hi
+            orders = orders[keep | inside.fillna(False).astype(bool)]
             rep = reconcile_payments(
                 shops_frame(shops).astype({"shop_id": "string"}), orders, pay, res.errors, rules
             )
+            rep = badrows.annotate(rep, orders, ["shop_id", "order_id"])
+            if shop_ids is None:  # the whole fleet: the shop rows opskit cannot use, too
+                flagged = badrows.unusable_rows(
+                    PAYMENT_REPORT,
+                    self.ctx.db.unusable_shops(),
+                    orders,
+                    [str(s.id) for s in shops],
+                    key="order_id",
+                    columns={"account_id": "account_id", "order_status": "status"},
+                )
+                rep = badrows.with_flagged(rep, flagged)
             report.payments = _in_period(rep, lo, hi)
         if only_payments:
             return report

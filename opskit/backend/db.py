@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from opskit.backend.schema import DETAIL_KEYS, Schema, detect
+from opskit.common import rows as rows_rules
 from opskit.common.exceptions import (
     DatabaseUnavailable,
     SchemaMismatch,
@@ -82,6 +84,7 @@ class Database:
         self.schema = schema or Schema()
         self._check_schema(detect_mapping=schema is None)
         self._own_engine: Engine | None = None
+        self._warned: list[Any] = []  # the unusable shop rows last warned about
 
     def __repr__(self) -> str:
         return f"Database({safe_url(self.url)!r}, {self.schema.profile})"
@@ -208,7 +211,28 @@ class Database:
     # -- shops -----------------------------------------------------------------------
 
     def shop_objects(self) -> dict[str, Shop]:
-        """Every shop with its raw key, by id text: for Stripe clients, never for display."""
+        """Every usable shop with its raw key, by id text: for Stripe clients, never for display.
+
+        Shop rows whose id is NULL, not of the column's kind (text or ``1.5`` in an
+        integer column) or held by several rows are left out (never coerced, and
+        neither of two rows sharing an id has its key used): :meth:`unusable_shops`.
+        """
+        return self._read_shops()[0]
+
+    def unusable_shops(self) -> pd.DataFrame:
+        """The shop rows opskit cannot use, and why: ``shop_id`` (the id as the database
+        renders it as text, <NA> for NULL), ``shop_name`` and ``row_error`` (string);
+        one row per database row, so both rows of a duplicated id are listed."""
+        bad = self._read_shops()[1]
+        return pd.DataFrame(
+            {
+                "shop_id": pd.array([b[0] for b in bad], dtype="string"),
+                "shop_name": pd.array([b[1] for b in bad], dtype="string"),
+                "row_error": pd.array([b[2] for b in bad], dtype="string"),
+            }
+        )
+
+    def _read_shops(self) -> tuple[dict[str, Shop], list[tuple[str | None, str | None, str]]]:
         s, t = self.schema, self.shops_table
         public = t.c[s.shop_public_key] if s.shop_public_key else sa.null()
         stmt = sa.select(
@@ -216,19 +240,53 @@ class Database:
         )
         with self._connect() as conn:
             rows = conn.execute(stmt).all()
+        column = f"{s.shops_table}.{s.shop_id}"
+        texts = [_id_or_none(r[0]) for r in rows]
+        problems = rows_rules.id_problems(texts, column, _type_name(t.c[s.shop_id]))
+        ids = [x if p is None else None for x, p in zip(texts, problems, strict=True)]
+        for sid, where in rows_rules.duplicate_ids(ids).items():
+            names = ", ".join(repr(rows[i][1]) for i in where)
+            for i in where:
+                problems[i] = (
+                    f"{column} {sid!r} is on {len(where)} rows ({names}): neither row's "
+                    "key is used (one row per shop id)"
+                )
+        bad = [(texts[i], rows[i][1], p) for i, p in enumerate(problems) if p is not None]
+        if bad and self._warned != bad:
+            self._warned = list(bad)
+            log.warning(
+                "opskit: %d shop row(s) cannot be used: %s",
+                len(bad),
+                "; ".join(b[2] for b in bad[:5]),
+            )
         shops = [
-            Shop(id=id_text(r[0]), name=r[1], stripe_secret_key=r[2], stripe_public_key=r[3])
-            for r in rows
+            Shop(id=texts[i], name=r[1], stripe_secret_key=r[2], stripe_public_key=r[3])
+            for i, r in enumerate(rows)
+            if problems[i] is None
         ]
         order = id_sort_key(pd.Series([x.id for x in shops], dtype="string"))
-        return {shops[i].id: shops[i] for i in order.argsort(kind="stable")}  # type: ignore[misc]
+        good = {shops[i].id: shops[i] for i in order.argsort(kind="stable")}
+        return good, bad  # type: ignore[return-value]
 
     def shop(self, shop_id: Any) -> Shop:
         shops = self.shop_objects()
         canon = self._canonical_shop_ids(id_list(shop_id) or [], shops)
         if len(canon) == 1 and canon[0] in shops:
             return shops[canon[0]]
+        self._refuse_unusable(canon)
         raise UnknownShop(f"no shop with id {_shown(shop_id)}; known shop ids: {_id_list(shops)}")
+
+    def _refuse_unusable(self, ids: list[str]) -> None:
+        """UnknownShop naming the reason when one of ``ids`` is an unusable shop row."""
+        bad = self.unusable_shops()
+        for sid in ids:
+            hit = bad[bad["shop_id"].eq(sid).fillna(False).astype(bool)]
+            if len(hit):
+                raise UnknownShop(
+                    f"shop {sid} cannot be used: {hit['row_error'].iloc[0]}",
+                    guidance="Fix the shops row (one row per id, an id of the column's "
+                    "kind), then rerun.",
+                )
 
     def _canonical_shop_ids(self, texts: list[str], known: Mapping[str, Shop]) -> list[str]:
         col = self.shops_table.c[self.schema.shop_id]
@@ -263,6 +321,7 @@ class Database:
         wanted = self._canonical_shop_ids(texts, known)
         unknown = [sid for sid in wanted if sid not in known]
         if unknown:
+            self._refuse_unusable(unknown)
             raise UnknownShop(f"unknown shop id(s) {', '.join(unknown)}; known: {_id_list(known)}")
         return [sid for sid in known if sid in set(wanted)]
 
@@ -312,7 +371,17 @@ class Database:
         with self._connect() as conn:
             # Straight from the DBAPI cursor: a million Row objects cost seconds.
             rows = conn.execute(stmt).cursor.fetchall()  # type: ignore[attr-defined]
-        frame = accounts_frame(rows) if extraction is None else accounts_frame_extracted(rows)
+        labels = RowLabels(
+            account_id=(f"{s.accounts_table}.{s.account_id}", _type_name(t.c[s.account_id])),
+            shop_id=(f"{s.accounts_table}.{s.account_shop_id}", _type_name(t.c[s.account_shop_id])),
+            created_at=f"{s.accounts_table}.{s.account_created_at}",
+            updated_at=f"{s.accounts_table}.{s.account_updated_at}",
+        )
+        frame = (
+            accounts_frame(rows, labels)
+            if extraction is None
+            else accounts_frame_extracted(rows, labels)
+        )
         return frames.conform(frame, frames.ACCOUNTS)
 
     def account(self, account_id: Any) -> tuple[Account, Any]:
@@ -402,7 +471,20 @@ class Database:
             stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
         with self._connect() as conn:
             rows = conn.execute(stmt).all()
-        return orders_frame(rows, s.order_currency)
+        table = s.orders_table
+
+        def label(name: str | None) -> tuple[str, str]:
+            return (f"{table}.{name}", _type_name(t.c[name]) if name else "text")
+
+        return orders_frame(
+            rows,
+            s.order_currency,
+            ids=(label(s.order_id), label(s.order_shop_id), label(s.order_account_id)),
+            times=(
+                f"{table}.{s.order_created_at}" if s.order_created_at else None,
+                f"{table}.{s.order_completed_at}",
+            ),
+        )
 
     def load_products(self, shop_ids: Any = None) -> pd.DataFrame:
         """The PRODUCTS frame: each product's recurring list prices in minor units."""
@@ -472,7 +554,7 @@ def to_column_type(col: sa.Column[Any] | Any, value: Any) -> Any:
         py = str
     if py is uuid.UUID:
         return value if isinstance(value, uuid.UUID) else uuid.UUID(text)
-    if isinstance(py, type) and issubclass(py, int) and not issubclass(py, bool):
+    if isinstance(py, type) and issubclass(py, int | Decimal | float) and not issubclass(py, bool):
         if not digits_only(text):
             raise ValueError(f"{text!r} is not an integer id")
         return py(text)
@@ -484,12 +566,22 @@ def to_column_type(col: sa.Column[Any] | Any, value: Any) -> Any:
     return text
 
 
+def _id_or_none(value: Any) -> str | None:
+    """An id the database rendered as text (cast in SQL): stripped, None when NULL/blank."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
 def _type_name(col: Any) -> str:
+    """The kind of id ``col`` holds: "UUID", "integer" (integer, numeric and float
+    columns: a fraction there is never an id) or "text"."""
     try:
         py = col.type.python_type
     except (NotImplementedError, AttributeError):
         return "text"
-    return {uuid.UUID: "UUID", int: "integer"}.get(py, "text")
+    return {uuid.UUID: "UUID", int: "integer", Decimal: "integer", float: "integer"}.get(py, "text")
 
 
 def _shown(value: Any) -> str:
@@ -522,21 +614,57 @@ def to_cents(value: Any) -> int | None:
     return int((dec * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def orders_frame(rows: Sequence[Sequence[Any]], currency: str) -> pd.DataFrame:
-    """Rows of (id, shop_id, account_id, status, total, created_at, completed_at) to ORDERS."""
+def orders_frame(
+    rows: Sequence[Sequence[Any]],
+    currency: str,
+    *,
+    ids: tuple[tuple[str, str], ...] = (
+        ("orders.id", "text"),
+        ("orders.shop_id", "text"),
+        ("orders.account_id", "text"),
+    ),
+    times: tuple[str | None, str] = ("orders.created_at", "orders.completed_at"),
+) -> pd.DataFrame:
+    """Rows of (id, shop_id, account_id, status, total, created_at, completed_at) to ORDERS.
+
+    Ids and times are read by :mod:`opskit.common.rows` (``ids``: each id column's
+    label and kind; ``times``: the time columns' labels): a value that is not one
+    is <NA>/NaT and ``row_error`` says why (``created_at`` is required: the payment
+    report matches by it, unless the mapping has no such column: ``times[0]`` None;
+    an order with no account is allowed).
+    """
     if not rows:
         return frames.empty(frames.ORDERS)
-    ids, shops, accounts, status, totals, created, completed = zip(*rows, strict=True)
+    order_ids, shops, accounts, status, totals, created, completed = zip(*rows, strict=True)
+    order_t = [_id_or_none(x) for x in order_ids]
+    shop_t = [_id_or_none(x) for x in shops]
+    account_t = [_id_or_none(x) for x in accounts]
+    created_at, created_p = rows_rules.read_times(
+        created, times[0] or "orders.created_at", required=times[0] is not None
+    )
+    completed_at, completed_p = rows_rules.read_times(completed, times[1])
+    account_p = [
+        None if x is None else p
+        for x, p in zip(account_t, rows_rules.id_problems(account_t, *ids[2]), strict=True)
+    ]
+    problems = rows_rules.join_problems(
+        rows_rules.id_problems(order_t, *ids[0]),
+        rows_rules.id_problems(shop_t, *ids[1]),
+        account_p,
+        created_p,
+        completed_p,
+    )
     df = pd.DataFrame(
         {
-            "order_id": pd.array([id_text(x) for x in ids], dtype="string"),
-            "shop_id": pd.array([id_text(x) for x in shops], dtype="string"),
-            "account_id": pd.array([id_text(x) for x in accounts], dtype="string"),
+            "order_id": pd.array(order_t, dtype="string"),
+            "shop_id": pd.array(shop_t, dtype="string"),
+            "account_id": pd.array(account_t, dtype="string"),
             "status": pd.array(status, dtype="string"),
             "amount": pd.array([to_cents(x) for x in totals], dtype="Int64"),
-            "currency": pd.array([currency.lower()] * len(ids), dtype="string"),
-            "created_at": _utc(created),
-            "completed_at": _utc(completed),
+            "currency": pd.array([currency.lower()] * len(order_ids), dtype="string"),
+            "created_at": created_at,
+            "completed_at": completed_at,
+            "row_error": pd.array(problems, dtype="string"),
         }
     )
     return _sorted_ids(frames.conform(df, frames.ORDERS), ["shop_id", "order_id"])
@@ -590,12 +718,15 @@ def _details_extraction(dialect: str, details: Any) -> list[Any] | None:
     return None
 
 
-def accounts_frame_extracted(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+def accounts_frame_extracted(
+    rows: Sequence[Sequence[Any]], labels: RowLabels | None = None
+) -> pd.DataFrame:
     """Like :func:`accounts_frame`, for rows whose details keys the database extracted.
 
     Row layout: (id, shop_id, email, name, details_text, created_at, updated_at,
-    is_object, *DETAIL_KEYS). Only rows that are not JSON objects are parsed in
-    Python, to explain what is wrong with them (SQL NULL and JSON null are not wrong).
+    is_object, *DETAIL_KEYS). Only rows that are not JSON objects (or whose Stripe
+    ids are not text) are parsed in Python, to explain what is wrong with them
+    (SQL NULL and JSON null are not wrong).
     """
     if not rows:
         return frames.empty(frames.ACCOUNTS)
@@ -606,7 +737,7 @@ def accounts_frame_extracted(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     ]
     flat = dict(zip(DETAIL_KEYS, columns[8:], strict=True))
     return _accounts_from_columns(
-        ids, shop_ids, emails, names, flat, texts, errors, created, updated
+        ids, shop_ids, emails, names, flat, texts, errors, created, updated, labels
     )
 
 
@@ -618,8 +749,14 @@ def _public_key_display(raw: str | None) -> str | None:
     return text if text.startswith("pk_") else mask_key(text)
 
 
-def accounts_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """Rows of (id, shop_id, email, name, details, created_at, updated_at) to the ACCOUNTS frame."""
+def accounts_frame(rows: Sequence[Sequence[Any]], labels: RowLabels | None = None) -> pd.DataFrame:
+    """Rows of (id, shop_id, email, name, details, created_at, updated_at) to the ACCOUNTS frame.
+
+    details follow :func:`parse_details` (the fast path for well-formed objects
+    applies the same rules, Stripe ids included); ids and times are read by
+    :mod:`opskit.common.rows` (``labels``: the columns' names and id kinds), what
+    cannot be read is <NA>/NaT and ``row_error`` says why.
+    """
     if not rows:
         return frames.empty(frames.ACCOUNTS)
     ids, shop_ids, emails, names, raw_details, created, updated = zip(*rows, strict=True)
@@ -647,7 +784,7 @@ def accounts_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
         for key in DETAIL_KEYS:
             flat[key].append(detail_text(value.get(key)))
     return _accounts_from_columns(
-        ids, shop_ids, emails, names, flat, texts, errors, created, updated
+        ids, shop_ids, emails, names, flat, texts, errors, created, updated, labels
     )
 
 
@@ -661,27 +798,50 @@ def _accounts_from_columns(
     errors: Sequence[Any],
     created: Sequence[Any],
     updated: Sequence[Any],
+    labels: RowLabels | None = None,
 ) -> pd.DataFrame:
     """The ACCOUNTS frame from its columns, in spec order and dtypes."""
-    synced = pd.Series(pd.array(flat["stripe_synced_at"], dtype="string"))
+    labels = labels or RowLabels()
+    synced, synced_p = rows_rules.read_times(
+        flat["stripe_synced_at"], "details['stripe_synced_at']"
+    )
+    created_at, created_p = rows_rules.read_times(created, labels.created_at)
+    updated_at, updated_p = rows_rules.read_times(updated, labels.updated_at)
+    id_texts, shop_texts = ids, shop_ids  # text already (cast in SQL)
+    problems = rows_rules.join_problems(
+        rows_rules.id_problems(id_texts, *labels.account_id),
+        rows_rules.id_problems(shop_texts, *labels.shop_id),
+        created_p,
+        updated_p,
+        synced_p,
+    )
     return pd.DataFrame(
         {
-            "account_id": pd.array(ids, dtype="string"),  # text already (cast in SQL)
-            "shop_id": pd.array(shop_ids, dtype="string"),
+            "account_id": pd.array(id_texts, dtype="string"),  # text already (cast in SQL)
+            "shop_id": pd.array(shop_texts, dtype="string"),
             "email": pd.array(emails, dtype="string"),
             "name": pd.array(names, dtype="string"),
             **{
                 k: pd.array(flat[k], dtype="string") for k in DETAIL_KEYS if k != "stripe_synced_at"
             },
-            "stripe_synced_at": pd.to_datetime(
-                synced, utc=True, errors="coerce", format="ISO8601"
-            ).astype(frames.UTC_TIME),
+            "stripe_synced_at": synced,
             "details": pd.array(texts, dtype="string"),
             "details_error": pd.array(errors, dtype="string"),
-            "created_at": _utc(created),
-            "updated_at": _utc(updated),
+            "created_at": created_at,
+            "updated_at": updated_at,
+            "row_error": pd.array(problems, dtype="string"),
         }
     )
+
+
+@dataclass(frozen=True)
+class RowLabels:
+    """How an accounts loader names its columns in ``row_error`` (and each id's kind)."""
+
+    account_id: tuple[str, str] = ("accounts.id", "text")
+    shop_id: tuple[str, str] = ("accounts.shop_id", "text")
+    created_at: str = "accounts.created_at"
+    updated_at: str = "accounts.updated_at"
 
 
 def _fast_json_loads() -> Any:
@@ -693,16 +853,11 @@ def _fast_json_loads() -> Any:
         return json.loads
 
 
-def _utc(values: Sequence[Any]) -> pd.Series:
-    # Naive timestamps from the database are taken as UTC (the backend stores UTC).
-    return pd.Series(
-        pd.to_datetime(pd.Series(values, dtype="object"), utc=True, format="ISO8601")
-    ).astype(frames.UTC_TIME)
-
-
 def _as_text(col: Any, dialect: str) -> Any:
-    # SQLite stores datetimes as text already; casting elsewhere avoids per-row conversion.
-    return col if dialect == "sqlite" else sa.cast(col, sa.Text)
+    # SQLite stores datetimes as text already (its DateTime reader would raise on a bad one:
+    # the raw value goes to opskit.common.rows instead); casting elsewhere avoids per-row
+    # conversion, and PostgreSQL's 'infinity' arrives as text, not as a psycopg error.
+    return sa.type_coerce(col, sa.Text) if dialect == "sqlite" else sa.cast(col, sa.Text)
 
 
 def _id_list(shops: Mapping[str, Shop]) -> str:

@@ -81,6 +81,8 @@ ACCOUNTS: Spec = {
     "details_error": "string",  # why details could not be read, else <NA>
     "created_at": UTC_TIME,
     "updated_at": UTC_TIME,
+    # what else in the row could not be read (an id, a time; that value is <NA>/NaT), else <NA>
+    "row_error": "string",
 }
 
 CUSTOMERS: Spec = {
@@ -199,6 +201,7 @@ ORDERS: Spec = {
     "currency": "string",
     "created_at": UTC_TIME,
     "completed_at": UTC_TIME,
+    "row_error": "string",  # what in the row could not be read (that value is <NA>/NaT)
 }
 
 #: The backend's products with their recurring list prices (lookup keys name them).
