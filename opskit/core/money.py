@@ -271,7 +271,7 @@ def validate_amount(amount: Any, currency: Any, *, purpose: str = "charge") -> t
     if isinstance(amount, bool) or not isinstance(amount, numbers.Integral):
         hint = ""
         if isinstance(amount, float):
-            hint = f" (floats are not money: pass {_minor_hint(amount, code)})"
+            hint = f" (floats are not money: {_minor_hint(amount, code)})"
         raise InvalidAmount(
             f"amount {amount!r} ({type(amount).__name__}) is not an integer number of "
             f"minor units{hint}"
@@ -319,7 +319,22 @@ def format_money(amount: Any, currency: str) -> str:
 
 
 def _minor_hint(amount: float, code: str) -> str:
-    places = currencies.rule(code).decimals
+    """The rule, with this currency's example; a guess only where the float allows one.
+
+    ``19.99`` can only be major units (1999 minor units). A whole float such as
+    ``1999.0`` is ambiguous (minor units typed as a float, or 1999 whole units), so it
+    gets the rule and its minor-unit reading, never a hundredfold guess.
+    """
+    the = currencies.rule(code)
+    places = the.decimals
+    example = 50000 if the.charge_multiple == 100 else {0: 500, 3: 19990}.get(places, 1999)
+    rule = f"pass an int of minor units, e.g. {format_money(example, code)} -> {example}"
     if amount != amount or amount in (float("inf"), float("-inf")):
-        return "an int"
-    return f"{round(amount * 10**places)} for {amount} {code}"
+        return rule
+    if amount == int(amount):
+        whole = int(amount)
+        if whole <= 0:
+            return rule
+        shown = format_money(whole, code)
+        return f"{rule}; if {amount!r} already counts minor units, pass {whole} ({shown})"
+    return f"{rule}: {round(amount * 10**places)} for {amount} {code}"

@@ -556,7 +556,12 @@ def sync(
         typer.Option("--actor", envvar="OPSKIT_ACTOR", help="Who applies (recorded in the audit)."),
     ] = None,
     shop: Shops = None,
-    fmt: Fmt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="csv or parquet (default: from the --plan-out suffix)."
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
     stripe_api_base: StripeApiBase = None,
     schema: SchemaFile = None,
@@ -627,6 +632,8 @@ def _sync_plan(
 
 
 def _read_plan(path: Path) -> pd.DataFrame:
+    import warnings
+
     import pandas as pd
 
     from opskit.core import frames
@@ -636,24 +643,44 @@ def _read_plan(path: Path) -> pd.DataFrame:
             f"plan file {str(path)!r} not found", guidance="Pass the file --plan-out wrote."
         )
     fmt = report.format_for(path, None)
-    if fmt == "parquet":
-        df = pd.read_parquet(path)
-    elif fmt == "csv":
-        dtypes = {c: ("Int64" if d == "Int64" else "string") for c, d in frames.SYNC_PLAN.items()}
-        dtypes.update(shop_id="string", account_id="string")  # ids are text (UUIDs, integers)
-        df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""])  # type: ignore[arg-type]
-    else:
+    if fmt not in ("csv", "parquet"):
         raise InputError(
             f"cannot apply a {fmt} plan",
             guidance="Apply the .csv or .parquet file --plan-out wrote.",
         )
-    missing = [c for c in ("shop_id", "account_id", "key", "old_value", "new_value") if c not in df]
-    if missing:
+    try:  # whatever the file holds: empty, not CSV, not Parquet, bad values, unreadable
+        if fmt == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            dtypes = {
+                c: ("Int64" if d == "Int64" else "string") for c, d in frames.SYNC_PLAN.items()
+            }
+            dtypes.update(shop_id="string", account_id="string")  # ids are text (UUIDs, integers)
+            with warnings.catch_warnings():  # a row with more fields than the header: refused
+                warnings.simplefilter("error")  # (index_col=False: never taken as an index)
+                df = pd.read_csv(
+                    path,
+                    dtype=dtypes,  # type: ignore[arg-type]
+                    keep_default_na=False,
+                    na_values=[""],
+                    index_col=False,
+                )
+        missing = [
+            c for c in ("shop_id", "account_id", "key", "old_value", "new_value") if c not in df
+        ]
+        if not missing:
+            return frames.conform(df, frames.SYNC_PLAN)
+    except Exception as exc:  # noqa: BLE001 - any reader's error means the same to the user
         raise InputError(
-            f"{str(path)!r} is not a sync plan: no column {', '.join(missing)}",
-            guidance="Make one with `opskit sync --plan-out plan.csv`.",
-        )
-    return frames.conform(df, frames.SYNC_PLAN)
+            f"cannot read the plan {str(path)!r} as {fmt}: {type(exc).__name__}: "
+            + (str(exc).strip().splitlines() or [""])[0],
+            guidance=f"Apply the {fmt} file `opskit sync --plan-out` wrote (or a copy with rows "
+            "removed); make a new one with `opskit sync --plan-out plan.csv`.",
+        ) from None
+    raise InputError(
+        f"{str(path)!r} is not a sync plan: no column {', '.join(missing)}",
+        guidance="Make one with `opskit sync --plan-out plan.csv`.",
+    )
 
 
 def _sync_apply(
@@ -820,7 +847,9 @@ def shops(
 
 @app.command()
 def audit(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Newest N rows.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Newest N rows (1 or more).")
+    ] = 50,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
     shop: Shops = None,
     action: Annotated[
