@@ -91,6 +91,12 @@ def burst(n: int, rng: random.Random) -> list[int]:
     return [start + int(rng.random() * n / 100) for _ in range(n)]
 
 
+def recent(n: int, rng: random.Random) -> list[int]:
+    """Uniform over the year that ends now (an active shop): the other patterns end in 2024."""
+    end = int(time.time())
+    return [end - rng.randrange(YEAR) for _ in range(n)]
+
+
 PATTERNS: dict[str, Callable[[int, random.Random], list[int]]] = {
     "uniform over a year": uniform,
     "import burst, ~100/s": burst,

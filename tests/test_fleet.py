@@ -137,6 +137,55 @@ def test_lister_reads_no_object_twice_and_splits(sandbox: Sandbox) -> None:
     assert lister.stats.requests <= request_bound(2500)
 
 
+NOW = T0 + 2 * YEAR  # the speculative lister's clock in these tests
+
+
+def around_the_cuts(n: int, rng: random.Random) -> list[int]:
+    """Recent bursts, seconds exactly at and beside each blind cut, the future, the ancient."""
+    cuts = [NOW - age for age in paging.SPECULATE_AGES]
+    out: list[int] = []
+    while len(out) < n:
+        r = rng.random()
+        if r < 0.3:  # a same-second burst on a cut or next to one, often over a page
+            at = rng.choice(cuts) + rng.choice([-1, 0, 1])
+            out.extend([at] * min(rng.randrange(20, 250), n - len(out)))
+        elif r < 0.8:
+            out.append(NOW - rng.randrange(2 * YEAR))
+        elif r < 0.9:
+            out.append(NOW + rng.randrange(1, 3600))  # created after "now"
+        else:
+            out.append(rng.randrange(0, 10**6))  # before 2011
+    return out
+
+
+@pytest.mark.parametrize("seed_value", range(4))
+def test_speculative_first_wave_is_complete(sandbox: Sandbox, seed_value: int) -> None:
+    """Blind probes sent with the head: every object once, within the bound, all seconds covered.
+
+    Objects sit exactly on the probes' cuts (and one second either side), in
+    same-second bursts over a page, after ``now`` and before 2011.
+    """
+    rng = random.Random(f"speculate-{seed_value}")
+    n = rng.randrange(150, 1200) if seed_value else 60  # seed 0: a one-page shop
+    key = make_key("speculate")
+    ids = seed(sandbox, key, around_the_cuts(n, rng))
+    sandbox.configure(key=key, latency=0.005)
+    job = fetch.ShopJob("customers", 1, seal(key), sandbox.url, 1000.0, 60.0)
+    client = fetch._shop_client(job)
+    lister = paging.WindowedLister(
+        paging.page_fetcher(client, paging.ENDPOINTS["customers"]),
+        speculate=True,
+        now=lambda: float(NOW),
+    )
+    objects = lister.run()
+    assert sorted(o["id"] for o in objects) == sorted(ids)
+    assert lister.stats.duplicates == 0
+    first_wave = len(paging.SPECULATE_AGES) + 1
+    assert lister.stats.windows >= first_wave
+    assert sandbox.request_count(key) == lister.stats.requests
+    assert lister.stats.requests <= max(request_bound(n), first_wave)
+
+
 def test_a_one_page_shop_costs_one_request(sandbox: Sandbox) -> None:
     keys = [make_key(f"small{i}") for i in range(5)]
     for i, key in enumerate(keys):
