@@ -10,10 +10,14 @@ baseline measured in the same run on the same machine:
 
 (1) one shop, no prior at all, 250 ms latency, 25 requests/s (Stripe test mode), 5,000 and
     20,000 customers created uniformly over a year and in an import burst (about 100 a
-    second, so most seconds hold many customers and some more than a page). Share of the
-    ceiling (pages / 25 s) and requests against the minimum (one per 100). Baselines:
-    today's opskit (the lister of commit c8c750e, benchmarks/baseline_paging.py) and plain
-    cursor pagination (stripe-python's ``auto_paging_iter``).
+    second, so most seconds hold many customers and some more than a page), both in
+    2023-2024, and uniformly over the year that ends now (an active shop). Share of the
+    ceiling (pages / 25 s) and requests against the minimum (one per 100), beside the
+    floor no lister without a prior can beat (see ``floors``) and the most requests
+    that still allow 80%. Also opskit's lister with ``speculate=True`` (blind probes
+    sent with the head). Baselines: today's opskit (the lister of commit c8c750e,
+    benchmarks/baseline_paging.py) and plain cursor pagination (``auto_paging_iter``).
+    ``benchmarks/timeline_paging.py`` shows where one listing's wall time goes.
 (2) the fleet: 1,000 shops x 100 customers, 100 ms latency, 25 requests/s per key; wall
     time, requests, client CPU. Concurrency models compared: opskit's threads at several
     widths, today's opskit (8 shop threads, the old lister, stripe's ``json`` parse), and an
@@ -100,7 +104,41 @@ def recent(n: int, rng: random.Random) -> list[int]:
 PATTERNS: dict[str, Callable[[int, random.Random], list[int]]] = {
     "uniform over a year": uniform,
     "import burst, ~100/s": burst,
+    "uniform over the last year": recent,
 }
+LATENCY = 0.250
+
+
+def floors(created: list[int], ceiling: float) -> dict[str, Any]:
+    """What no lister without a prior can beat, for these ``created`` values.
+
+    * no prior: until the head's answer is back (one round trip) nothing is known,
+      so the first round trip brings one page; the other ``pages - 1`` requests go
+      at most ``RATE`` a second, and the last answer takes one more round trip:
+      ``2 x latency + (pages - 2) / RATE``. Each request beyond the minimum adds
+      ``1 / RATE``, so 80% of the ceiling allows at most ``requests_for_80``.
+      (A blind probe sent with the head can only beat this when it finds data, i.e.
+      when the objects reach near now.)
+    * busiest second: ``created`` has one-second resolution, so a second holding
+      ``K`` objects is read by one cursor chain, ``ceil(K/100)`` round trips after
+      the head's.
+    """
+    pages = math.ceil(len(created) / 100)
+    per_second: dict[int, int] = {}
+    for c in created:
+        per_second[c] = per_second.get(c, 0) + 1
+    busiest = max(per_second.values())
+    no_prior = 2 * LATENCY + (pages - 2) / RATE
+    serial = LATENCY * (1 + math.ceil(busiest / 100))
+    floor = max(no_prior, serial)
+    return {
+        "no_prior_seconds": round(no_prior, 3),
+        "busiest_second_objects": busiest,
+        "busiest_second_seconds": round(serial, 3),
+        "floor_seconds": round(floor, 3),
+        "best_share_of_ceiling": round(ceiling / floor, 3),
+        "requests_for_80": int(2 + (ceiling / 0.8 - 2 * LATENCY) * RATE + 1e-9),
+    }
 
 
 def _seed(sb: RemoteSandbox, key: str, created: list[int]) -> list[str]:
@@ -139,6 +177,16 @@ def _old_list(key: str, url: str, expected: int = 0) -> tuple[int, int]:
     return len(rows), lister.stats.requests
 
 
+def _speculative_list(key: str, url: str) -> tuple[int, int]:
+    """opskit's lister with ``speculate=True`` (blind probes with the head); rows after."""
+    shop = Shop(id=1, name=None, stripe_secret_key=key)
+    client = client_for_shop(shop, api_base=url, rate_limit=RATE)
+    fetcher = paging.page_fetcher(client, paging.ENDPOINTS["customers"])
+    lister = paging.WindowedLister(fetcher, speculate=True)
+    rows = fetch.customer_rows(1, lister.run())
+    return len(rows), lister.stats.requests
+
+
 def _busiest(sb: RemoteSandbox) -> int:
     """The most requests any one key made in any one second (sandbox arrival times)."""
     worst = 0
@@ -156,12 +204,13 @@ def _busiest(sb: RemoteSandbox) -> int:
 
 
 def bench_big(sb: RemoteSandbox, sizes: list[int], cursor: bool) -> list[dict[str, Any]]:
-    sb.configure(latency=0.250, rate_limit=RATE, rate_mode="pace")
+    sb.configure(latency=LATENCY, rate_limit=RATE, rate_mode="pace")
     out = []
     for n in sizes:
         for label, gen in PATTERNS.items():
-            key = f"sk_test_big{n}{label[:3]}{random.Random(n).getrandbits(40):x}"
-            ids = _seed(sb, key, gen(n, random.Random(n)))
+            key = f"sk_test_big{n}{gen.__name__}{random.Random(n).getrandbits(40):x}"
+            created = gen(n, random.Random(n))
+            ids = _seed(sb, key, created)
             pages = math.ceil(n / 100)
             ceiling = pages / RATE
             runs: dict[str, Any] = {}
@@ -192,6 +241,13 @@ def bench_big(sb: RemoteSandbox, sizes: list[int], cursor: bool) -> list[dict[st
             sb.reset_log()
             time.sleep(1.0)
             with Meter() as m:
+                rows, _ = _speculative_list(key, sb.url)
+            record("opskit, speculate=True", m, sb.request_count(key), rows)
+
+            clear_clients()
+            sb.reset_log()
+            time.sleep(1.0)
+            with Meter() as m:
                 rows, _ = _old_list(key, sb.url)
             record("today's opskit (c8c750e)", m, sb.request_count(key), rows)
 
@@ -207,10 +263,12 @@ def bench_big(sb: RemoteSandbox, sizes: list[int], cursor: bool) -> list[dict[st
                 {
                     "customers": n,
                     "pattern": label,
-                    "distinct_seconds": len(set(gen(n, random.Random(n)))),
+                    "distinct_seconds": len(set(created)),
                     "min_pages": pages,
                     "request_bound": paging.request_bound(n),
                     "ceiling_seconds": ceiling,
+                    "floors": floors(created, ceiling),
+                    "load": _load(),
                     "runs": runs,
                 }
             )
@@ -479,7 +537,7 @@ def bench_dask(sb: RemoteSandbox, keys: list[str], per_shop: int, workers: int) 
 
 
 def _row(name: str, result: str, target: str = "") -> None:
-    print(f"{name:<74}{result:>30}{target:>14}")
+    print(f"{name:<74}{result:>30}  {target}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,6 +600,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['share_of_ceiling']:.0%}, {r['requests']} req ({r['requests_over_min']:.2f}x)",
                 target,
             )
+        fl = b["floors"]
+        _row(
+            f"    floor: 2 x 250 ms + {b['min_pages'] - 2} pages at {RATE:.0f}/s (no prior); "
+            f"busiest second {fl['busiest_second_objects']} objects",
+            f"{fl['floor_seconds']:.2f} s = max {fl['best_share_of_ceiling']:.0%}",
+            f"80%: <= {fl['requests_for_80']} req",
+        )
         old = base["today's opskit (c8c750e)"]
         ratio = f"{old['seconds'] / mine['seconds']:.1f}x today's opskit"
         if "plain cursor pagination" in base:

@@ -209,6 +209,7 @@ class Window:
     objects: int = 0
     pages: int = 0
     proven: bool = False  # the last page said has_more: at least one object remains
+    blind: bool = False  # placed before anything was known (speculate): hi says nothing
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": PAGE_SIZE}
@@ -227,11 +228,13 @@ class Window:
         """Objects per second in the part of the range read so far, once a full page is read.
 
         That part is ``[at, hi]`` (everything above the cursor has been read), so
-        a burst followed by a quiet stretch counts as the average it is.
+        a burst followed by a quiet stretch counts as the average it is; a blind
+        window's ``hi`` was placed without knowledge (maybe years above its data),
+        so there it is ``[at, newest]``.
         """
         if self.objects < PAGE_SIZE or self.newest is None or self.at is None:
             return None
-        top = self.hi if self.hi is not None else self.newest
+        top = self.hi if self.hi is not None and not self.blind else self.newest
         return self.objects / (top - self.at + 1)
 
 
@@ -319,10 +322,10 @@ class WindowedLister:
             return [Window(None, None)]
         now = int(self._now())
         cuts = [now - age for age in SPECULATE_AGES[: self._workers - 1]]
-        windows = [Window(cuts[0], None)]
+        windows = [Window(cuts[0], None, blind=True)]
         for i, lo in enumerate(cuts[1:]):
-            windows.append(Window(lo, cuts[i] - 1))
-        windows.append(Window(None, cuts[-1] - 1))
+            windows.append(Window(lo, cuts[i] - 1, blind=True))
+        windows.append(Window(None, cuts[-1] - 1, blind=True))
         return windows
 
     # -- under self._lock ------------------------------------------------------------
