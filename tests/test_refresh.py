@@ -88,6 +88,15 @@ class World:
         )
         self.next_account += 1
 
+    def link_other_mode(self, shop: int) -> str:
+        """Link a customer that exists only in the other mode of the shop's account."""
+        n = self.rng.randrange(10**6)
+        (cid,) = self.sb.seed_other_mode(
+            self.keys[shop], "customers", [{"email": f"live{n}@example.com"}]
+        )
+        self.link(shop, cid, email=f"live{n}@example.com")
+        return cid
+
     def subscribe(self, shop: int, customer: str) -> str:
         c = self.clients[shop]
         pm = c.v1.payment_methods.create(
@@ -214,16 +223,23 @@ def test_refreshed_reports_equal_full_runs_on_random_changes(world_any: World, s
     # An account linking another shop's customer (wrong_shop) and an unknown id.
     world.link(1, world.customers[2][0], email="x@example.com")
     world.link(2, "cus_doesnotexist", email="y@example.com")
+    # ...and one linking a customer of the key's other mode (Stripe's "similar object
+    # exists in live mode" 404: mode_mismatch), before the first read and after it.
+    world.link_other_mode(3)
     ops = connect(world)
     ops.refresh(progress=False)
     done: list[str] = []
     for _ in range(4):
         for _ in range(world.rng.randint(3, 8)):
             done.append(world.random_change())
+        if len(done) < 10:
+            world.link_other_mode(world.rng.choice(list(world.keys)))
         result = ops.refresh(progress=False)
         assert set(result.shops["mode"]) == {"events"}, result.shops
         _assert_same_reports(ops)
     assert len(set(done)) >= 4  # the sequence really mixed kinds of change
+    statuses = set(result.reports["customers"]["status"])
+    assert {"mode_mismatch", "wrong_shop", "missing_in_stripe"} <= statuses, statuses
 
 
 def test_changes_carry_report_statuses_and_money_events(world: World) -> None:

@@ -329,6 +329,12 @@ class State:
             conn.execute(t.insert(), rows)
         return len(rows)
 
+    def drop_objects(self, conn: sa.Connection, shop_id: str) -> int:
+        """Forget every local copy of ``shop_id`` (all kinds, any version); returns how many
+        rows went (``-1`` where the driver does not count)."""
+        t = self.objects
+        return int(conn.execute(t.delete().where(t.c.shop_id == str(shop_id))).rowcount)
+
     def objects_of(
         self, kind: str, shop_ids: Iterable[str] | None
     ) -> dict[str, list[dict[str, Any]]]:

@@ -43,6 +43,7 @@ import pandas as pd
 
 from opskit.backend.state import ObjectWrite, State, state_for
 from opskit.common.context import Context
+from opskit.common.exceptions import InputError
 from opskit.common.models import Shop
 from opskit.common.progress import bar as progress_bar
 from opskit.common.stripe_errors import describe_error
@@ -193,10 +194,11 @@ def read_shop_changes(
         account = account_of(shop, ctx.api_base)
         cursor = state.cursors_of([shop_id], account).get(shop_id)
         reason = full_read_reason(cursor, int(now if now is not None else time.time()))
-        if cursor is None and state.cursors_of([shop_id]).get(shop_id) is not None:
+        moved = cursor is None and state.cursors_of([shop_id]).get(shop_id) is not None
+        if moved:
             reason = "the shop's key or Stripe endpoint changed: its copy is of another account"
         if reason is not None:
-            _full_read(ctx, state, shop, link_ids, out, reason)
+            _full_read(ctx, state, shop, link_ids, out, reason, drop_all=moved)
         else:
             assert cursor is not None
             _follow_events(ctx, state, shop, cursor, overlap, out)
@@ -218,7 +220,13 @@ def _full_read(
     link_ids: Collection[str],
     out: ShopRefresh,
     reason: str,
+    *,
+    drop_all: bool = False,
 ) -> None:
+    """Read the shop in full; its copy becomes what was read. ``drop_all``: the copy is
+    of another account (the key or endpoint changed): every object of it goes, in the
+    same transaction as the new read's rows, whatever its version (a copy kept for
+    being newer than the read would be the old account's object)."""
     started = int(time.time())
     objects, requests = stripe_events.read_shop(ctx, shop, link_ids)
     out.requests += requests
@@ -227,6 +235,8 @@ def _full_read(
 
     def write(conn: Any) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
         applied = 0
+        if drop_all:
+            state.drop_objects(conn, out.shop_id)
         for kind, rows in objects.items():
             by_id = {str(r[_ID[kind]]): r for r in rows if r.get(_ID[kind])}
             applied += state.replace_objects(conn, out.shop_id, kind, by_id, version)
@@ -449,7 +459,15 @@ def refresh(
     (:mod:`opskit.writes.snapshots`); ``accounts``: the shops' ACCOUNTS frame when
     the caller has it (else read where needed). Returns one :class:`ShopRefresh`
     per shop, in shop order.
+
+    ``executor``: a :class:`~concurrent.futures.ThreadPoolExecutor` (threads of this
+    process) to run the shops' reads on. Any other executor (a process pool, a
+    dask.distributed client's) is refused with :class:`~opskit.common.exceptions.InputError`
+    before anything is submitted: a shop's refresh reads and writes opskit's local
+    tables and uses the shop's key, so its task would carry the database URL and the
+    raw key to another process; ``max_workers`` bounds the threads instead.
     """
+    _check_executor(executor)
     state = state_for(ctx.db)
     state.ensure()
     todo = list(shops)
@@ -487,6 +505,21 @@ def refresh(
         if own:
             pool.shutdown(wait=True)
     return results
+
+
+def _check_executor(executor: Executor | None) -> None:
+    """Refuse an executor that may run a task outside this process (see :func:`refresh`)."""
+    if executor is None or isinstance(executor, ThreadPoolExecutor):
+        return
+    raise InputError(
+        f"refresh runs on this process's threads only, not on a {type(executor).__name__}",
+        guidance=(
+            "A shop's refresh reads and writes opskit's local tables with the shop's key: "
+            "its task would carry the database URL and the raw key to another process. "
+            "Pass no executor (max_workers bounds the threads) or a ThreadPoolExecutor; "
+            "reconcile() and the money reads take a dask executor (keys sealed)."
+        ),
+    )
 
 
 def result_frames(
@@ -685,7 +718,12 @@ def local_customers(
     run = [s for s in usable if s.id not in errors]
     outsiders = [s for s in lookup_shops if s.key_info.usable and s.id not in {x.id for x in run}]
     everyone = run + outsiders
-    copies = state.objects_of("customer", [sid(s.id) for s in everyone])
+    # An outsider's copy stands for its Stripe only when it is of its current account
+    # (never refreshed, or refreshed with another key: asked live instead, as a full
+    # run asks it); a copy of another account would name a wrong owner.
+    stale = _not_refreshed(ctx, state, outsiders)
+    trusted = [s for s in everyone if s.id not in stale]
+    copies = state.objects_of("customer", [sid(s.id) for s in trusted])
     links = {sid(k): {str(i) for i in v} for k, v in (link_ids or {}).items()}
     by_shop: dict[Any, dict[str, dict[str, Any]]] = {s.id: {} for s in everyone}
     known: dict[str, dict[str, dict[str, Any]]] = {
@@ -702,6 +740,7 @@ def local_customers(
                     live_anywhere.add(oid)
     requests = 0
     lookup_errors: dict[str, str] = {}
+    other_mode: dict[str, dict[str, str]] = {}
     for s in run:
         own = known[sid(s.id)]
         unresolved = [i for i in links.get(sid(s.id), set()) if i not in own]
@@ -719,23 +758,35 @@ def local_customers(
                 rest.append(oid)
         if not rest:
             continue
-        # Not in any copy: ask Stripe, own shop first, then the others. A shop that
-        # cannot be asked is a lookup error: the report then says the link's owner is
-        # unknown (as a full run does), never "missing" with destructive advice.
+        # Not in any copy: ask Stripe, own shop first, then the others, with the full
+        # run's own lookup (fetch.run_shop_job), so each answer means what it means
+        # there: a tombstone is a row, Stripe's "exists in the other mode" 404 is
+        # other_mode (mode_mismatch, never "missing"), and a shop that cannot be asked
+        # is a lookup error: the report then says the link's owner is unknown (as a
+        # full run does), never "missing" with destructive advice.
         missing = list(rest)
         for holder in [s, *(o for o in everyone if o.id != s.id)]:
             if not missing:
                 break
-            try:
-                client = stripe_events.shop_client(ctx, holder)
-                found, missing, n = stripe_events.retrieve_objects(client, "customer", missing)
-            except Exception as exc:  # noqa: BLE001 - lookups are best effort, as in fetch
-                lookup_errors[sid(holder.id)] = describe_error(exc)
-                log.info("opskit: linked-id lookup in shop %s failed: %s", holder.id, exc)
+            outcome = fetch.run_shop_job(
+                fetch.shop_job(ctx, "customers", holder, retrieve_ids=tuple(missing), listing=False)
+            )
+            requests += outcome.requests
+            if outcome.error is not None:
+                lookup_errors[sid(holder.id)] = outcome.error
+                log.info("opskit: linked-id lookup in shop %s failed: %s", holder.id, outcome.error)
                 continue
-            requests += n
-            by_shop[holder.id].update({k: _row("customer", holder, v) for k, v in found.items()})
+            for row in outcome.rows:
+                by_shop[holder.id][str(row["stripe_customer_id"])] = row
+            missing = list(outcome.not_found)
+            if holder is s and outcome.other_mode:  # its owner is known: not lost
+                other_mode.setdefault(sid(s.id), {}).update(outcome.other_mode)
+                missing = [i for i in missing if i not in outcome.other_mode]
     frame = fetch.frame_of("customers", {k: list(v.values()) for k, v in by_shop.items()})
     return fetch.FetchResult(
-        frame=frame, errors=errors, requests=requests, lookup_errors=lookup_errors
+        frame=frame,
+        errors=errors,
+        requests=requests,
+        other_mode=other_mode,
+        lookup_errors=lookup_errors,
     )
