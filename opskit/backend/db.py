@@ -257,7 +257,7 @@ class Database:
             log.warning(
                 "opskit: %d shop row(s) cannot be used: %s",
                 len(bad),
-                "; ".join(b[2] for b in bad[:5]),
+                "; ".join(list(dict.fromkeys(b[2] for b in bad))[:5]),
             )
         shops = [
             Shop(id=texts[i], name=r[1], stripe_secret_key=r[2], stripe_public_key=r[3])

@@ -260,6 +260,8 @@ STORE_SCHEMA = opskit.Schema.reference(
     shops_table="stores", shop_id="store_no", shop_name="title", shop_secret_key="sk",
     shop_public_key=None, accounts_table="members", account_shop_id="store_no",
     account_name=None, account_created_at="joined_at", account_updated_at=None,
+    orders_table="purchases", order_shop_id="store_no", order_account_id="member_id",
+    order_created_at="placed_at", order_completed_at=None,
 )  # fmt: skip
 
 
@@ -274,7 +276,12 @@ def _stores_world(url: str, sandbox: Sandbox, bad: list[tuple[str, str]]) -> dic
         conn.execute(sa.text(f"CREATE TABLE stores (store_no {id_type}, title text, sk text)"))
         conn.execute(sa.text(f"CREATE TABLE members (id {id_type}, store_no {id_type}, "
                              "email text, details text, joined_at timestamp)"))  # fmt: skip
+        conn.execute(sa.text(f"CREATE TABLE purchases (id {id_type}, store_no {id_type}, "
+                             f"member_id {id_type}, total real, status text, "
+                             "placed_at timestamp)"))  # fmt: skip
+        purchase = "INSERT INTO purchases VALUES ({}, {}, {}, 12.5, 'complete', '2026-01-05')"
         for n in (1, 2):
+            conn.execute(sa.text(purchase.format(200 + n, n, 10 * n)))
             keys[str(n)] = make_key(f"store{n}")
             [cid] = sandbox.seed(keys[str(n)], "customers", [{"email": f"{n}@x.io"}])
             conn.execute(sa.text("INSERT INTO stores VALUES (:n, :t, :k)"),
@@ -298,6 +305,7 @@ def _stores_world(url: str, sandbox: Sandbox, bad: list[tuple[str, str]]) -> dic
                              {"t": title, "k": keys[label]})  # fmt: skip
             member = f"INSERT INTO members VALUES ({100 + i}, {literal}, :e, '{{}}', NULL)"
             conn.execute(sa.text(member), {"e": f"m{i}@x.io"})
+            conn.execute(sa.text(purchase.format(300 + i, literal, 100 + i)))
     engine.dispose()
     return keys
 
@@ -318,8 +326,13 @@ def test_bad_shop_ids_are_flagged_never_coerced_nor_dropped(
     box: dict[str, Any] = {}
 
     def whole_run() -> tuple[str, str]:
-        box["reports"] = ops.reconcile(progress=False)
+        box["reports"] = dict(ops.reconcile(progress=False))
+        box["reports"]["payments"] = ops.reconcile_payments(period="2026-01", progress=False)
         box["shops"] = ops.shops()
+        good_orders = box["reports"]["payments"]
+        good_orders = good_orders[good_orders["shop_id"].isin(["1", "2"])]
+        if set(good_orders["order_id"]) != {"201", "202"}:
+            return "wrong", f"good stores' orders: {list(good_orders['order_id'])}"
         cus = box["reports"]["customers"]
         good = cus[cus["shop_id"].isin(["1", "2"])]
         if set(good["status"].astype(str)) != {"match"} or set(good["account_id"]) != {"10", "20"}:
@@ -343,9 +356,11 @@ def test_bad_shop_ids_are_flagged_never_coerced_nor_dropped(
         def case(i: int = i, label: str = label) -> tuple[str, str]:
             sid, says = expected[label]
             for name, report in box["reports"].items():
+                key = "order_id" if name == "payments" else "account_id"
+                local = str(300 + i) if name == "payments" else str(100 + i)
                 rows = report[report["status"].astype(str) == "shop_not_configured"]
                 mine = rows[rows["shop_id"].isna()] if sid is None else rows[rows["shop_id"] == sid]
-                shop_rows = mine[mine["account_id"].isna()]
+                shop_rows = mine[mine[key].isna()]
                 n_rows = 2 if label == "duplicate" else 1
                 if (
                     len(shop_rows) != n_rows
@@ -353,13 +368,12 @@ def test_bad_shop_ids_are_flagged_never_coerced_nor_dropped(
                 ):
                     found = shop_rows[["shop_name", "detail"]].to_dict("records")
                     return "wrong", f"{name}: shop rows {found}"
-                members = mine[mine["account_id"] == str(100 + i)]
-                if len(members) != 1:
-                    return "wrong", f"{name}: its member is {len(members)} rows"
-                if any(
-                    report["shop_id"].eq("1").fillna(False)
-                    & report["account_id"].eq(str(100 + i)).fillna(False)
-                ):
+                if len(mine[mine[key] == local]) != 1:  # its member / its order
+                    return "wrong", f"{name}: {key} {local} is {len(mine[mine[key] == local])} rows"
+                in_one = report["shop_id"].eq("1").fillna(False) & report[key].eq(local).fillna(
+                    False
+                )
+                if in_one.any():
                     return "wrong", "coerced into shop 1"
             return "right", str(shop_rows["detail"].iloc[0])
 
