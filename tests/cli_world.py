@@ -38,7 +38,9 @@ class CliWorld:
         return {"OPSKIT_DATABASE_URL": self.url, "OPSKIT_STRIPE_API_BASE": self.sandbox.url}
 
 
-def make_cli_world(tmp: Path, sandbox: Sandbox, *, pay: bool = False) -> CliWorld:
+def make_cli_world(
+    tmp: Path, sandbox: Sandbox, *, pay: bool = False, name: str = HOSTILE
+) -> CliWorld:
     url = fresh_sqlite_url(tmp)
     engine = sa.create_engine(url)
     create_reference_tables(engine)
@@ -52,7 +54,7 @@ def make_cli_world(tmp: Path, sandbox: Sandbox, *, pay: bool = False) -> CliWorl
     insert(
         url,
         shops=[
-            {"id": 1, "name": HOSTILE, "stripe_secret_key": key},
+            {"id": 1, "name": name, "stripe_secret_key": key},
             {"id": 2, "name": "Other", "stripe_secret_key": other},
         ],
         accounts=[

@@ -256,6 +256,8 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
     if not quiet:
         yield
         return
+    import warnings
+
     logger = logging.getLogger("opskit")
     handler = logging.NullHandler()
     saved = (logger.level, logger.propagate)
@@ -263,7 +265,11 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
     logger.setLevel(logging.ERROR)
     logger.propagate = False
     try:
-        yield
+        with warnings.catch_warnings():  # a library's warning is a log line, silent here
+            warnings.showwarning = lambda message, category, *_a, **_k: logger.warning(
+                "%s: %s", category.__name__, message
+            )
+            yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])

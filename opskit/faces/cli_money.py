@@ -31,6 +31,7 @@ from opskit.faces.cli import (
     _df_table,
     _findings,
     _guard,
+    _quiet_logs,
     _meta,
     _prepare_out,
     _show_progress,
@@ -104,7 +105,7 @@ def money(
     from opskit.ops_money import period_bounds
     from opskit.reports.money import money_outcome, run_money, write_money
 
-    with _guard(debug):
+    with _guard(debug), _quiet_logs(quiet):
         if period is None and since is None:
             raise InputError(
                 "say which money: --period 2026-11 (or --since/--until)",

@@ -19,9 +19,11 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from opskit.ops import Ops, ShopIds
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DRIFT",
@@ -499,7 +503,8 @@ def status_chart(report: pd.DataFrame, *, title: str | None = None) -> Figure:
 
     table = _summary_counts(report)
     statuses = [s for s in table.columns if s != "total" and int(table[s].sum()) > 0]
-    labels = [f"{sid} {name}" for sid, name in table.index]
+    # A label as long as the figure would squeeze the bars to nothing: shortened.
+    labels = [_short(f"{sid} {name}") for sid, name in table.index]
     height = 1.3 + 0.42 * max(len(labels), 1)
     fig = Figure(figsize=(9.5, height), layout="constrained")
     ax = fig.add_subplot()
@@ -521,12 +526,29 @@ def status_chart(report: pd.DataFrame, *, title: str | None = None) -> Figure:
     ax.set_xlabel("rows")
     ax.spines[["top", "right"]].set_visible(False)
     if title:
-        ax.set_title(title, loc="left", fontsize=11)
+        ax.set_title(_short(title, 90), loc="left", fontsize=11)
     if statuses:
         fig.legend(loc="outside right upper", frameon=False, fontsize=8)
     else:
         ax.text(0.5, 0.5, "no rows", transform=ax.transAxes, ha="center", va="center")
     return fig
+
+
+def _short(text: str, width: int = 40) -> str:
+    """``text`` cut to ``width`` characters (an ellipsis says so), one line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_figure(fig: Figure, buf: Any, **kwargs: Any) -> None:
+    """``fig.savefig(buf, **kwargs)`` with matplotlib's warnings (a layout it could not
+    apply, a missing glyph) sent to opskit's log at WARNING, never printed on stderr:
+    the CLI's --quiet prints nothing but errors."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.savefig(buf, **kwargs)
+    for w in caught:
+        log.warning("opskit: chart: %s", " ".join(str(w.message).split()))
 
 
 def _summary_counts(report: pd.DataFrame) -> pd.DataFrame:
@@ -542,7 +564,7 @@ def chart_svg(report: pd.DataFrame, *, title: str | None = None, salt: str = "op
     fig = status_chart(report, title=title)
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "path"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
+        render_figure(fig, buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # RDF boilerplate
     return text[text.index("<svg") :]
