@@ -479,16 +479,19 @@ class Ops(MoneyOps):
         return refreshing.result_frames(results, changes, reports)
 
     def changes(self, since: Any = None, shop_ids: ShopIds = None) -> pd.DataFrame:
-        """Every Stripe event opskit processed (refresh or webhook) since ``since``
-        (a time or anything ``pd.Timestamp`` reads, e.g. ``"2026-11-28"``; naive = UTC),
-        as ``CHANGES`` rows with their report status: "what changed since yesterday"."""
-        from opskit.backend.state import state_for
+        """Every Stripe event opskit processed (refresh or webhook) since ``since``,
+        as ``CHANGES`` rows with their report status: "what changed since yesterday".
 
+        ``since``: a date or time (ISO text such as ``"2026-11-28"``, a datetime, a
+        Timestamp; naive = UTC) or a span back from now (``"24h"``, ``"7d"``, a
+        timedelta); anything else raises :class:`InputError` naming these forms
+        (:func:`opskit.common.times.since_time`). A stored event that cannot be read
+        is its own row with status ``unreadable_event``, never an error."""
+        from opskit.backend.state import state_for
+        from opskit.common.times import since_time
+
+        when = None if since is None else since_time(since)
         state = state_for(self.ctx.db)
-        when = None
-        if since is not None:
-            ts = pd.Timestamp(since)
-            when = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).to_pydatetime()
         wanted = self.ctx.db.check_shop_ids(_ids(shop_ids))
         rows = state.changes(when, None if wanted is None else [str(i) for i in wanted])
         todo = rows[rows["report"].isna()]
@@ -496,7 +499,7 @@ class Ops(MoneyOps):
             return rows
         processed = []
         for shop_id, group in todo.groupby("shop_id"):
-            bodies = {e["id"]: e for e in state.event_bodies(str(shop_id), group["event_id"])}
+            bodies = {str(e["id"]): e for e in state.event_bodies(str(shop_id), group["event_id"])}
             for r in group.itertuples(index=False):
                 if r.event_id in bodies:
                     processed.append(

@@ -16,7 +16,8 @@ Tables (created on first use)::
                              customer_id, outcome, outcome_detail, source, processed_at,
                              account_id, report, status, detail (the finding)
     opskit_webhook_deliveries delivery_id PK, received_at, shop_id, path, headers, body,
-                             status_code, outcome, reason, event_id, event_type, processed_at
+                             status_code, outcome, reason, event_id, event_type, processed_at,
+                             body_length, body_sha256 (body: whole only when signed)
     opskit_webhook_secrets   (shop_id, secret) PK, added_at, expires_at
 
 Local ids are stored as text. Signing secrets are stored like the shops'
@@ -27,6 +28,7 @@ reader masks them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import weakref
@@ -48,7 +50,14 @@ from opskit.core.events import Stored
 if TYPE_CHECKING:
     from opskit.backend.db import Database
 
-__all__ = ["ObjectWrite", "State", "state_for"]
+__all__ = ["HEADER_CHARS", "KEPT_HEADERS", "PATH_CHARS", "ObjectWrite", "State", "state_for"]
+
+# What a delivery stored with a bounded body (rejected ones) keeps of its request.
+KEPT_HEADERS = frozenset(
+    {"stripe-signature", "content-type", "content-length", "user-agent", "x-forwarded-for"}
+)
+HEADER_CHARS = 1024  # each kept header's value, at most
+PATH_CHARS = 512  # the request path, at most
 
 _states: weakref.WeakKeyDictionary[Any, State] = weakref.WeakKeyDictionary()
 
@@ -145,6 +154,10 @@ class State:
             sa.Column("event_id", sa.Text, nullable=True),
             sa.Column("event_type", sa.Text, nullable=True),
             sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+            # The body as received: its length and SHA-256; ``body`` holds all of it only
+            # for a delivery whose signature verified, else a prefix (see record_delivery).
+            sa.Column("body_length", sa.BigInteger, nullable=True),
+            sa.Column("body_sha256", sa.Text, nullable=True),
         )
         self.secrets = sa.Table(
             "opskit_webhook_secrets",
@@ -172,6 +185,12 @@ class State:
             self.metadata.create_all(conn, checkfirst=True)
             # A cursors table made before the account column existed.
             add_missing_columns(conn, self.cursors, [sa.Column("account", sa.Text)])
+            # A deliveries table made before bodies were bounded.
+            add_missing_columns(
+                conn,
+                self.deliveries,
+                [sa.Column("body_length", sa.BigInteger), sa.Column("body_sha256", sa.Text)],
+            )
         self._ready = True
 
     def _insert(self, table: sa.Table) -> Any:
@@ -445,7 +464,7 @@ class State:
                 "shop_id": [r["shop_id"] for r in rows],
                 "event_id": [r["event_id"] for r in rows],
                 "event_type": [r["type"] for r in rows],
-                "created_at": pd.to_datetime([int(r["created"]) for r in rows], unit="s", utc=True),
+                "created_at": _utc_seconds([r["created"] for r in rows]),
                 "object_type": [r["object_kind"] for r in rows],
                 "stripe_object_id": [r["object_id"] for r in rows],
                 "stripe_customer_id": [r["customer_id"] for r in rows],
@@ -467,7 +486,15 @@ class State:
             rows = conn.execute(
                 sa.select(t.c.body).where(t.c.shop_id == str(shop_id), t.c.event_id.in_(ids))
             )
-            return [json.loads(r[0]) for r in rows if r[0]]
+            out = []
+            for (body,) in rows:
+                try:
+                    event = json.loads(body) if body else None
+                except (ValueError, RecursionError):
+                    event = None
+                if isinstance(event, dict) and event.get("id") is not None:
+                    out.append(event)  # an unreadable body gets no finding (status <NA>)
+            return out
 
     # -- webhook deliveries -------------------------------------------------------------
 
@@ -483,9 +510,28 @@ class State:
         reason: str | None = None,
         event_id: str | None = None,
         event_type: str | None = None,
+        keep: int | None = None,
+        body_length: int | None = None,
     ) -> int:
-        """Store a delivery as received (before anything is parsed); returns its id."""
-        safe_headers = {k: redact(v) for k, v in headers.items()}
+        """Store a delivery as received (before anything is parsed); returns its id.
+
+        ``keep``: at most this many bytes of ``body`` are stored (None: all of it);
+        ``body_length`` (default ``len(body)``) and the SHA-256 of ``body`` are
+        stored either way (no hash when ``body_length`` says ``body`` is not whole).
+        Headers are stored with any key or secret redacted; with ``keep`` set, only
+        :data:`KEPT_HEADERS`, each cut to :data:`HEADER_CHARS` characters, and the
+        path cut to :data:`PATH_CHARS`: what an unauthenticated sender can make
+        opskit store is bounded.
+        """
+        raw = bytes(body)
+        length = len(raw) if body_length is None else int(body_length)
+        digest = hashlib.sha256(raw).hexdigest() if length == len(raw) else None
+        if keep is not None:
+            kept = {k: v[:HEADER_CHARS] for k, v in headers.items() if k.lower() in KEPT_HEADERS}
+            raw, path = raw[: max(0, keep)], path[:PATH_CHARS]
+        else:
+            kept = dict(headers)
+        safe_headers = {k: redact(v) for k, v in kept.items()}
         with self.begin() as conn:
             res = conn.execute(
                 self.deliveries.insert()
@@ -494,10 +540,12 @@ class State:
                     shop_id=None if shop_id is None else str(shop_id),
                     path=redact(path),
                     headers=json.dumps(safe_headers, sort_keys=True),
-                    body=bytes(body),
+                    body=raw,
+                    body_length=length,
+                    body_sha256=digest,
                     status_code=status_code,
                     outcome=outcome,
-                    reason=None if reason is None else redact(reason),
+                    reason=None if reason is None else redact(reason)[:500],
                     event_id=event_id,
                     event_type=event_type,
                 )
@@ -645,6 +693,14 @@ def _text(value: Any) -> str | None:
     except (TypeError, ValueError):
         pass
     return str(value)
+
+
+def _utc_seconds(values: Iterable[Any]) -> pd.DatetimeIndex:
+    """Unix seconds as UTC times; one pandas cannot hold (a bogus ``created``) is NaT,
+    so one odd stored row never stops the frame."""
+    seconds = pd.to_numeric(pd.Series(list(values), dtype="object"), errors="coerce")
+    seconds = seconds.where(seconds.abs() < 9e9)  # past year 2255: no time
+    return pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True, errors="coerce"))
 
 
 def _chunks(items: Sequence[str], n: int) -> Iterable[Sequence[str]]:

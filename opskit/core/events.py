@@ -29,12 +29,14 @@ from typing import Any
 
 import pandas as pd
 
+from opskit.common.keys import redact
 from opskit.core import frames
 
 __all__ = [
     "EVENT_TYPES",
     "MONEY_STATUSES",
     "RETENTION_SECONDS",
+    "UNREADABLE",
     "Change",
     "EventPlan",
     "Stored",
@@ -116,7 +118,8 @@ def tombstone(kind: str, object_id: str) -> dict[str, Any]:
 
 def object_ref(event: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
     """``(kind, object id, customer id)`` an event is about; kind None for money events."""
-    obj = (event.get("data") or {}).get("object") or {}
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, Mapping) else None
     kind = EVENT_TYPES.get(str(event.get("type")))
     oid = obj.get("id") if isinstance(obj, Mapping) else None
     customer = obj.get("customer") if isinstance(obj, Mapping) else None
@@ -272,60 +275,112 @@ def finding_rows(
     ``(shop_id, customer id) -> account_id``.
     """
     processed = list(processed)
-    ids = {object_ref(p["event"])[1] or "" for p in processed}
+    ids = {_object_id(p) for p in processed}
     customers = _report_index(customer_report, "stripe_customer_id", ids)
     subscriptions = _report_index(subscription_report, "stripe_subscription_id", ids)
     rows = []
     for item in processed:
-        event = item["event"]
-        etype = str(event.get("type"))
-        if etype not in EVENT_TYPES:
-            continue
-        shop = str(item["shop_id"])
-        kind, oid, customer = object_ref(event)
-        obj = (event.get("data") or {}).get("object") or {}
-        report, status, detail = None, None, None
-        if kind == "customer" and oid:
-            report = "customers"
-            row = customers.get((shop, oid))
-            if row is not None:
-                status, detail = row.status, row.detail
-        elif kind == "subscription" and oid:
-            report = "subscriptions"
-            row = subscriptions.get((shop, oid))
-            if row is not None:
-                status, detail = row.status, row.detail
-        else:
-            report, status = MONEY_STATUSES[etype]
-            if etype == "charge.refunded":
-                amount, refunded = obj.get("amount") or 0, obj.get("amount_refunded") or 0
-                if refunded and refunded < amount:
-                    status = "partially_refunded"
-                detail = f"refunded {refunded} of {amount} {obj.get('currency') or ''}".strip()
-            elif etype in ("payment_intent.payment_failed", "invoice.payment_failed"):
-                err = obj.get("last_payment_error") or {}
-                detail = err.get("message") if isinstance(err, Mapping) else None
-        created = int(event.get("created") or 0)
-        rows.append(
-            {
-                "shop_id": shop,
-                "event_id": str(event.get("id")),
-                "event_type": etype,
-                "created_at": pd.Timestamp(created, unit="s", tz="UTC"),
-                "object_type": str(obj.get("object")) if obj.get("object") else kind,
-                "stripe_object_id": oid,
-                "stripe_customer_id": customer,
-                "account_id": links.get((shop, customer)) if customer else None,
-                "report": report,
-                "status": None if status is None else str(status),
-                "detail": None if detail is None or detail is pd.NA else str(detail),
-                "outcome": item.get("outcome"),
-                "outcome_detail": item.get("outcome_detail"),
-                "source": item.get("source"),
-            }
-        )
+        try:
+            row = _finding_row(item, customers, subscriptions, links)
+        except Exception as exc:  # noqa: BLE001 - one odd stored event is its row, not the frame's end
+            row = _unreadable_row(item, exc)
+        if row is not None:
+            rows.append(row)
     if not rows:
         return frames.empty(frames.CHANGES)
     df = pd.DataFrame.from_records(rows)
     df = df.sort_values(["shop_id", "created_at", "event_id"], kind="stable")
     return frames.conform(df, frames.CHANGES)
+
+
+UNREADABLE = "unreadable_event"  # CHANGES status of a stored event that cannot be read
+
+
+def _object_id(item: Mapping[str, Any]) -> str:
+    event = item.get("event")
+    return (object_ref(event)[1] or "") if isinstance(event, Mapping) else ""
+
+
+def _finding_row(
+    item: Mapping[str, Any],
+    customers: Mapping[tuple[str, str], Any],
+    subscriptions: Mapping[tuple[str, str], Any],
+    links: Mapping[tuple[str, str], str],
+) -> dict[str, Any] | None:
+    event = item["event"]
+    etype = str(event.get("type"))
+    if etype not in EVENT_TYPES:
+        return None
+    shop = str(item["shop_id"])
+    kind, oid, customer = object_ref(event)
+    obj = (event.get("data") or {}).get("object") or {}
+    report, status, detail = None, None, None
+    if kind == "customer" and oid:
+        report = "customers"
+        row = customers.get((shop, oid))
+        if row is not None:
+            status, detail = row.status, row.detail
+    elif kind == "subscription" and oid:
+        report = "subscriptions"
+        row = subscriptions.get((shop, oid))
+        if row is not None:
+            status, detail = row.status, row.detail
+    elif kind is not None:  # a customer or subscription event naming no object
+        report = "customers" if kind == "customer" else "subscriptions"
+        detail = "the event names no object"
+    else:
+        report, status = MONEY_STATUSES[etype]
+        if etype == "charge.refunded":
+            amount, refunded = obj.get("amount") or 0, obj.get("amount_refunded") or 0
+            if refunded and refunded < amount:
+                status = "partially_refunded"
+            detail = f"refunded {refunded} of {amount} {obj.get('currency') or ''}".strip()
+        elif etype in ("payment_intent.payment_failed", "invoice.payment_failed"):
+            err = obj.get("last_payment_error") or {}
+            detail = err.get("message") if isinstance(err, Mapping) else None
+    created = int(event.get("created") or 0)
+    return {
+        "shop_id": shop,
+        "event_id": str(event.get("id")),
+        "event_type": etype,
+        "created_at": pd.Timestamp(created, unit="s", tz="UTC"),
+        "object_type": str(obj.get("object")) if obj.get("object") else kind,
+        "stripe_object_id": oid,
+        "stripe_customer_id": customer,
+        "account_id": links.get((shop, customer)) if customer else None,
+        "report": report,
+        "status": None if status is None else str(status),
+        "detail": None if detail is None or detail is pd.NA else str(detail),
+        "outcome": item.get("outcome"),
+        "outcome_detail": item.get("outcome_detail"),
+        "source": item.get("source"),
+    }
+
+
+def _unreadable_row(item: Mapping[str, Any], exc: Exception) -> dict[str, Any]:
+    """The flagged row of an event :func:`_finding_row` could not read."""
+    event = item.get("event")
+    event = event if isinstance(event, Mapping) else {}
+    created = event.get("created")
+    try:
+        when = pd.Timestamp(int(created), unit="s", tz="UTC")  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - no time is a time too
+        when = pd.NaT
+    return {
+        "shop_id": str(item.get("shop_id")),
+        "event_id": str(event.get("id")),
+        "event_type": str(event.get("type")),
+        "created_at": when,
+        "object_type": None,
+        "stripe_object_id": None,
+        "stripe_customer_id": None,
+        "account_id": None,
+        "report": None,
+        "status": UNREADABLE,
+        "detail": redact(f"this stored event could not be read ({type(exc).__name__}: {exc})")[
+            :300
+        ],
+        "outcome": item.get("outcome"),
+        "outcome_detail": item.get("outcome_detail"),
+        "source": item.get("source"),
+    }

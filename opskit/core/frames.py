@@ -299,6 +299,8 @@ WEBHOOK_DELIVERIES: Spec = {
     "outcome": "string",  # rejected / processed / duplicate / failed / replayed
     "reason": "string",
     "processed_at": UTC_TIME,
+    "body_length": "Int64",  # bytes received (the body is kept whole only when signed)
+    "body_sha256": "string",  # of the body received; <NA> when it was too large to read
 }
 
 # ops.recover(): one row per Stripe-write intent that had no outcome (opskit.writes.recovery).

@@ -150,9 +150,16 @@ def serve(
     from opskit import webhooks
 
     with _guard(debug):
+        webhooks.check_serve_options(port, tolerance, duration)  # exit 3 before connecting
         ops = _connect(database_url, stripe_api_base)
-        typer.echo(f"opskit webhooks listening on http://{host}:{port}/stripe/webhook/<shop id>")
-        webhooks.serve(ops, host=host, port=port, tolerance=tolerance, duration=duration)
+        webhooks.serve(
+            ops,
+            host=host,
+            port=port,
+            tolerance=tolerance,
+            duration=duration,
+            on_listening=lambda url: typer.echo(f"opskit webhooks listening on {url}"),
+        )
 
 
 @webhooks_app.command("replay")

@@ -5,7 +5,8 @@ Public functions (each shop with its own key, through :func:`shop_client`)::
     read_events(client, since, types)             -> (events oldest first, requests)
     retrieve_objects(client, kind, ids, workers)  -> ({id: object}, 404 ids, requests)
     read_shop(ctx, shop, link_ids)                -> ({"customer": [...], ...}, requests)
-    verify_delivery(payload, header, secrets, tolerance) -> the event (stripe-python checks)
+    verify_signature(payload, header, secrets, tolerance)  -> None (stripe-python checks)
+    verify_delivery(payload, header, secrets, tolerance) -> the event (signature, then JSON)
 
 ``GET /v1/events`` lists newest first; :func:`read_events` pages with
 ``starting_after`` until ``has_more`` is false and returns the events oldest
@@ -14,9 +15,8 @@ first, deduplicated by id (a page boundary moving under new events can repeat on
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +25,7 @@ import stripe
 from opskit.common.context import Context
 from opskit.common.exceptions import OpskitError
 from opskit.common.models import Shop
+from opskit.core.event_checks import EventInvalid, parse_event
 from opskit.stripeapi import fetch
 from opskit.stripeapi.clients import client_for_shop, client_limits
 
@@ -35,6 +36,7 @@ __all__ = [
     "retrieve_objects",
     "shop_client",
     "verify_delivery",
+    "verify_signature",
 ]
 
 StripeDict = dict[str, Any]
@@ -144,17 +146,17 @@ def _signed_at(header: str) -> int:
     return 0
 
 
-def verify_delivery(
+def verify_signature(
     payload: bytes, header: str | None, secrets: Iterable[str], tolerance: int = 300
-) -> StripeDict:
-    """The event of a delivery signed with one of ``secrets``, as a plain dict.
+) -> None:
+    """Check a delivery's ``Stripe-Signature`` against ``secrets``; the body is not parsed.
 
     Uses stripe-python's own ``WebhookSignature.verify_header`` with an explicit
-    ``tolerance`` (its low-level check skips the age test without one), so the
-    signature and age are checked before the body is parsed; every ``v1`` in the
-    header is tried against every secret (rotation). Raises
-    :class:`DeliveryRejected` (no signature, no valid signature, too old, not
-    JSON, not an event); its message never holds a secret.
+    ``tolerance`` (its low-level check skips the age test without one); every
+    ``v1`` in the header is tried against every secret (rotation), and a
+    timestamp more than ``tolerance`` in the future is refused too. Raises
+    :class:`DeliveryRejected` (no signature, no valid signature, too old or too
+    new); its message never holds a secret.
     """
     if not header:
         raise DeliveryRejected("no Stripe-Signature header")
@@ -178,10 +180,25 @@ def verify_delivery(
     # stripe-python checks only the past; a timestamp from the future is as suspect.
     if _signed_at(header) > time.time() + tolerance:
         raise DeliveryRejected("signature timestamp outside the tolerance")
+
+
+def verify_delivery(
+    payload: bytes, header: str | None, secrets: Iterable[str], tolerance: int = 300
+) -> StripeDict:
+    """The event of a delivery signed with one of ``secrets``, as a plain dict.
+
+    :func:`verify_signature` first (before the body is parsed), then the body
+    must be a JSON object (:func:`opskit.core.event_checks.parse_event`: bounded
+    nesting) with ``object: "event"`` and an id. Raises :class:`DeliveryRejected`
+    (no signature, no valid signature, too old, not JSON, not an event); its
+    message never holds a secret. The receiver checks the event further
+    (:func:`opskit.core.event_checks.check_event`).
+    """
+    verify_signature(payload, header, secrets, tolerance)
     try:
-        event = json.loads(text)
-    except ValueError:
-        raise DeliveryRejected("body is not JSON") from None
-    if not isinstance(event, Mapping) or event.get("object") != "event" or not event.get("id"):
+        event = parse_event(payload)
+    except EventInvalid as exc:
+        raise DeliveryRejected(str(exc)) from None
+    if event.get("object") != "event" or not event.get("id"):
         raise DeliveryRejected("body is not a Stripe event")
-    return dict(event)
+    return event

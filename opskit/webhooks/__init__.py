@@ -11,13 +11,25 @@ May import: ``opskit.ops``, ``opskit.writes``, ``opskit.backend``, ``opskit.stri
 ``opskit.core``, ``opskit.common``; never the faces, the reports or the sandbox.
 """
 
-from opskit.webhooks.receiver import Delivery, make_app, process, receive, serve
+from opskit.webhooks.receiver import (
+    MAX_BODY,
+    REJECTED_BODY_KEPT,
+    Delivery,
+    check_serve_options,
+    make_app,
+    process,
+    receive,
+    serve,
+)
 from opskit.webhooks.replay import deliveries, replay
 from opskit.webhooks.secrets import add_secret, list_secrets, remove_secret
 
 __all__ = [
+    "MAX_BODY",
+    "REJECTED_BODY_KEPT",
     "Delivery",
     "add_secret",
+    "check_serve_options",
     "deliveries",
     "list_secrets",
     "make_app",

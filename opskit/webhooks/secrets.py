@@ -30,7 +30,10 @@ _SECRET = re.compile(r"^whsec_[A-Za-z0-9_+/=\-]{8,}$")
 
 
 def _shop_text(ops: Ops, shop_id: Any) -> str:
-    text = canonical_id(str(shop_id))
+    try:
+        text = canonical_id(shop_id)
+    except TypeError:
+        raise UnknownShop(f"{shop_id!r} is not a shop id") from None
     if _shop(ops, text) is None:
         raise UnknownShop(f"no shop with id {shop_id!r}")
     return text

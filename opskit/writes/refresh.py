@@ -575,6 +575,7 @@ def process_event(
     delivery_id: int | None = None,
     now: int | None = None,
     write_snapshots: bool = True,
+    refetch: str | None = None,
 ) -> tuple[str, str | None]:
     """Apply one event of ``shop`` idempotently: ``(outcome, why)``.
 
@@ -582,7 +583,8 @@ def process_event(
     delivery's outcome, when ``delivery_id`` is given); an event id already
     recorded is a ``duplicate`` with no effect. The object is re-read with the
     shop's key when the payload may be stale: its second ties the stored copy,
-    or it is older than :data:`STALE_AFTER_SECONDS` (a late or replayed delivery).
+    or it is older than :data:`STALE_AFTER_SECONDS` (a late or replayed delivery),
+    or ``refetch`` says why its payload is not to be trusted (then the outcome detail).
     A customer state newer than an account's stored Customer snapshot updates the
     snapshot first (``write_snapshots``; :mod:`opskit.writes.snapshots`), so a crash
     before the event is recorded leaves it to be processed again, never lost.
@@ -604,7 +606,7 @@ def process_event(
     writes: list[ObjectWrite] = []
     change = plan.changes.get((kind or "", oid or ""))
     age = int(now if now is not None else time.time()) - int(event.get("created") or 0)
-    if change is not None and (change.refetch or age > STALE_AFTER_SECONDS):
+    if change is not None and (refetch or change.refetch or age > STALE_AFTER_SECONDS):
         if not shop.key_info.usable:
             raise stripe_events.ShopReadFailed(f"shop {shop_id} has no usable key to re-read with")
         client = stripe_events.shop_client(ctx, shop)
@@ -614,7 +616,7 @@ def process_event(
         body = _row(change.kind, shop, obj)
         version = max(change.version, started - SKEW_SECONDS)
         writes.append(ObjectWrite(change.kind, change.object_id, version, body))
-        outcome = ("refetch", outcome[1] or "late delivery: the object was re-read")
+        outcome = ("refetch", refetch or outcome[1] or "late delivery: the object was re-read")
     elif change is not None and change.body is not None:
         row = _row(change.kind, shop, change.body)
         writes.append(
