@@ -327,18 +327,21 @@ def test_receive_takes_str_int_uuid_ids_and_str_bodies(rx) -> None:
     w, ops, _ = rx
     sid = w.shops[1]
     cus = _customer(w, 1)
-    for n, shop_id in enumerate((sid, str(sid).upper(), f" {sid} ")):
+    for n, shop_id in enumerate((sid, str(sid).upper(), f" {sid} ", sid)):
         event = _event(w, "customer.updated", {**cus, "name": f"N{n}"}, created=int(time.time()))
         text = json.dumps(event)
-        d = webhooks.receive(ops, shop_id, text, _sign(text.encode()))  # str body
+        headers: Any = _sign(text.encode())
+        if n == 3:  # ASGI's raw header pairs, and a bytes body
+            headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        d = webhooks.receive(ops, shop_id, text if n < 3 else text.encode(), headers)
         assert (d.status, d.body) == (200, {"received": True}), shop_id
         webhooks.process(ops, d)
-    assert [x["outcome"] for x in _rows(ops)] == ["processed"] * 3
+    assert [x["outcome"] for x in _rows(ops)] == ["processed"] * 4
     assert webhooks.receive(ops, 12345, b"{}", {}).status == 404  # an int id: unknown here
     assert webhooks.receive(ops, uuid.uuid4(), "{}", {}).status == 404
     with pytest.raises(TypeError):
         webhooks.receive(ops, 1.5, b"{}", {})  # type: ignore[arg-type]
-    assert len(webhooks.deliveries(ops, shop_ids=[sid])) == 3  # a UUID filter
+    assert len(webhooks.deliveries(ops, shop_ids=[sid])) == 4  # a UUID filter
     assert len(webhooks.list_secrets(ops)) == 1
 
 
@@ -375,3 +378,21 @@ def test_changes_since_names_the_forms_it_accepts(rx) -> None:
         with pytest.raises(InputError):
             since_time(bad)
     assert len(ops.changes(since="1h")) == len(ops.changes())
+
+
+def test_the_checks_use_the_schemas_enums_and_types() -> None:
+    """The statuses, intervals and nullable text fields checked are the spec's (excerpt)."""
+    spec = json.loads((Path(__file__).parent / "conformance" / "spec3-excerpt.json").read_text())
+    schemas = spec["schemas"]
+    sub = schemas["subscription"]["properties"]
+    assert set(event_checks._SUBSCRIPTION_STATUSES) == set(sub["status"]["enum"])
+    assert set(event_checks._INTERVALS) == set(
+        schemas["recurring"]["properties"]["interval"]["enum"]
+    )
+    customer = schemas["customer"]["properties"]
+    for field in ("email", "name", "description", "phone"):
+        assert customer[field] == {"type": "string", "nullable": True}, field
+    assert sub["cancel_at_period_end"]["type"] == "boolean"
+    assert {"customer", "items", "status", "id", "livemode"} <= set(
+        schemas["subscription"]["required"]
+    )

@@ -58,6 +58,8 @@ KEPT_HEADERS = frozenset(
 )
 HEADER_CHARS = 1024  # each kept header's value, at most
 PATH_CHARS = 512  # the request path, at most
+MAX_HEADERS = 64  # headers kept of a signed delivery (the signature does not cover them)
+SIGNED_HEADER_CHARS = 8192  # each one's value, at most
 
 _states: weakref.WeakKeyDictionary[Any, State] = weakref.WeakKeyDictionary()
 
@@ -529,8 +531,8 @@ class State:
         if keep is not None:
             kept = {k: v[:HEADER_CHARS] for k, v in headers.items() if k.lower() in KEPT_HEADERS}
             raw, path = raw[: max(0, keep)], path[:PATH_CHARS]
-        else:
-            kept = dict(headers)
+        else:  # signed: every header, within what any HTTP server accepts
+            kept = {k: v[:SIGNED_HEADER_CHARS] for k, v in list(headers.items())[:MAX_HEADERS]}
         safe_headers = {k: redact(v) for k, v in kept.items()}
         with self.begin() as conn:
             res = conn.execute(

@@ -184,10 +184,15 @@ def check_event(
 # -- the pieces -------------------------------------------------------------------------------
 
 
+def _show(value: Any) -> str:
+    """A value for a message: its repr, cut to 40 characters (bodies may be hostile)."""
+    text = repr(value) if not isinstance(value, Mapping | list) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _id(value: Any, prefixes: tuple[str, ...], where: str) -> str:
     if not isinstance(value, str) or not value.startswith(prefixes) or len(value) > 255:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise EventInvalid(f"{where} {shown} is not a Stripe id ({'/'.join(prefixes)}...)")
+        raise EventInvalid(f"{where} {_show(value)} is not a Stripe id ({'/'.join(prefixes)}...)")
     return value
 
 
@@ -214,7 +219,7 @@ def _typed(obj: Mapping[str, Any], field: str, types: tuple[type, ...], where: s
 
 def _named(obj: Mapping[str, Any], name: str, where: str) -> None:
     if obj.get("object") != name:
-        raise EventInvalid(f"{where} is not a {name} (object is {obj.get('object')!r})")
+        raise EventInvalid(f"{where} is not a {name} (object is {_show(obj.get('object'))})")
 
 
 def _livemode(obj: Mapping[str, Any], livemode: bool, where: str) -> None:
@@ -245,7 +250,7 @@ def _subscription(obj: Mapping[str, Any], livemode: bool) -> None:
     _id(obj.get("id"), ("sub_",), f"{where}.id")
     status = obj.get("status")
     if status not in _SUBSCRIPTION_STATUSES:
-        raise EventInvalid(f"{where}.status {status!r} is not a subscription status")
+        raise EventInvalid(f"{where}.status {_show(status)} is not a subscription status")
     customer = obj.get("customer")
     if isinstance(customer, Mapping):
         _named(customer, "customer", f"{where}.customer")

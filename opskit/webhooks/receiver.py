@@ -42,7 +42,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -127,6 +127,22 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
+def _as_headers(headers: Any) -> dict[str, str]:
+    """Headers as ``{name: value}`` text: a mapping, or (name, value) pairs as ASGI gives
+    them (bytes read as Latin-1, HTTP's own header encoding); None is no headers."""
+    if headers is None:
+        return {}
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if isinstance(name, bytes | bytearray):
+            name = bytes(name).decode("latin-1")
+        if isinstance(value, bytes | bytearray):
+            value = bytes(value).decode("latin-1")
+        out.setdefault(str(name), str(value))
+    return out
+
+
 def _as_bytes(body: bytes | bytearray | memoryview | str) -> bytes:
     if isinstance(body, str):
         return body.encode("utf-8")
@@ -153,7 +169,7 @@ def receive(
     ops: Ops,
     shop_id: IdLike,
     body: bytes | str,
-    headers: Mapping[str, str],
+    headers: Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | None,
     *,
     path: str | None = None,
     tolerance: int = DEFAULT_TOLERANCE,
@@ -163,7 +179,8 @@ def receive(
 
     ``shop_id``: str, int or :class:`uuid.UUID`; ``body``: the raw request body,
     bytes or str (str is taken as its UTF-8 bytes, which is what Stripe signed);
-    ``headers``: the request's (any case). ``body_length``: the full length when
+    ``headers``: the request's (any case), a mapping or (name, value) pairs (ASGI's
+    bytes pairs too). ``body_length``: the full length when
     ``body`` is only the start of a larger body (the aiohttp app stops reading
     past :data:`MAX_BODY`). For any web framework: answer ``delivery.status``
     with ``delivery.body`` at once, then call :func:`process` (e.g. as a
@@ -174,6 +191,7 @@ def receive(
     SHA-256, the first :data:`REJECTED_BODY_KEPT` bytes and a few headers only.
     """
     received_at = time.time()
+    headers = _as_headers(headers)
     raw = _as_bytes(body)
     sid = canonical_id(shop_id)
     length = len(raw) if body_length is None else max(int(body_length), len(raw))
