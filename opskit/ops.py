@@ -275,7 +275,13 @@ class Ops(MoneyOps):
     ) -> pd.DataFrame:
         schema = self.ctx.db.schema
         if local.source == "refreshed":
-            result = refreshing.local_subscriptions(self.ctx, local.run, failed=local.failed)
+            result = refreshing.local_subscriptions(
+                self.ctx,
+                local.run,
+                failed=local.failed,
+                # Recorded ids the copy lacks (a test clock's) are retrieved, as below.
+                link_ids=fetch.linked_ids(local.accounts, "stripe_subscription_id"),
+            )
         else:
             hint = "stripe_subscription_id" if schema.subscription_fields else "stripe_customer_id"
             result = fetch.fetch_subscriptions(
@@ -459,6 +465,7 @@ class Ops(MoneyOps):
             self.ctx,
             local.run,
             {str(k): v for k, v in links.items()},
+            subscription_ids=fetch.linked_ids(local.accounts, "stripe_subscription_id"),
             executor=executor,
             progress=progress,
             write_snapshots=write_snapshots,

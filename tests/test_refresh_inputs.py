@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from opskit.backend.db import create_reference_tables
+from opskit.backend.state import state_for
 from opskit.common.exceptions import InputError
 from opskit.sandbox import Sandbox
 from tests.conftest import fresh_sqlite_url
@@ -109,3 +110,25 @@ def test_refresh_runs_on_threads_only_no_task_carries_secrets(
     with ThreadPoolExecutor(2) as threads:
         done = ops.refresh(executor=threads, progress=False)
     assert set(done.shops["mode"]) == {"full_read"}
+
+
+def test_a_recorded_subscription_on_a_test_clock_is_read_as_a_full_run_reads_it(
+    world: World,
+) -> None:
+    """Stripe leaves a test clock's objects out of every listing: a full run retrieves the
+    recorded subscription ids; the copy's full read and the refreshed report do the same."""
+    _, before = world.on_clock(1)  # recorded before the full read: the read keeps it
+    unrecorded = world.on_clock(1, record=False)
+    ops = connect(world)
+    result = ops.refresh(progress=False)
+    live = ops.reconcile(progress=False)["subscriptions"]
+    assert live.set_index("stripe_subscription_id").loc[before, "status"] != "missing_in_stripe"
+    copy = state_for(ops.ctx.db).objects_of("subscription", ["1"])["1"]
+    assert before in {r["stripe_subscription_id"] for r in copy}  # kept, not asked each time
+    assert result.reports["subscriptions"].equals(live)
+    # Recorded since the full read (no event will bring it: its events are older than the
+    # cursor): the refreshed report retrieves it, as the full run does.
+    world.record(1, *unrecorded)
+    live = ops.reconcile(progress=False)["subscriptions"].set_index("stripe_subscription_id")
+    assert live.loc[unrecorded[1], "status"] != "missing_in_stripe"
+    _assert_same_reports(ops)

@@ -4,7 +4,7 @@ Public functions (each shop with its own key, through :func:`shop_client`)::
 
     read_events(client, since, types)             -> (events oldest first, requests)
     retrieve_objects(client, kind, ids, workers)  -> ({id: object}, 404 ids, requests)
-    read_shop(ctx, shop, link_ids)                -> ({"customer": [...], ...}, requests)
+    read_shop(ctx, shop, link_ids, subscription_ids) -> ({"customer": [...], ...}, requests)
     verify_signature(payload, header, secrets, tolerance)  -> None (stripe-python checks)
     verify_delivery(payload, header, secrets, tolerance) -> the event (signature, then JSON)
 
@@ -103,11 +103,15 @@ def retrieve_objects(
 
 
 def read_shop(
-    ctx: Context, shop: Shop, link_ids: Collection[str] = ()
+    ctx: Context,
+    shop: Shop,
+    link_ids: Collection[str] = (),
+    subscription_ids: Collection[str] = (),
 ) -> tuple[dict[str, list[StripeDict]], int]:
     """One shop in full, as a reconciliation reads it: every customer (plus linked ids
-    the listing lacks: deleted ones come back as tombstones) and every subscription,
-    as frame rows (:func:`opskit.stripeapi.fetch.object_rows`) by kind.
+    the listing lacks: deleted ones come back as tombstones) and every subscription
+    (plus recorded ``subscription_ids`` the listing lacks: a test clock's), as frame
+    rows (:func:`opskit.stripeapi.fetch.object_rows`) by kind.
 
     Raises :class:`ShopReadFailed` (secret-free) when a listing fails.
     """
@@ -115,7 +119,7 @@ def read_shop(
     requests = 0
     for kind, endpoint, ids in (
         ("customer", "customers", tuple(dict.fromkeys(link_ids))),
-        ("subscription", "subscriptions", ()),
+        ("subscription", "subscriptions", tuple(dict.fromkeys(subscription_ids))),
     ):
         outcome = fetch.run_shop_job(fetch.shop_job(ctx, endpoint, shop, retrieve_ids=ids))
         requests += outcome.requests

@@ -165,9 +165,12 @@ def refresh_shop(
     overlap: int = OVERLAP_SECONDS,
     now: int | None = None,
     write_snapshots: bool = True,
+    subscription_ids: Collection[str] = (),
 ) -> ShopRefresh:
     """Bring one shop's local copy up to date (see the module docstring)."""
-    out = read_shop_changes(ctx, state, shop, link_ids, overlap=overlap, now=now)
+    out = read_shop_changes(
+        ctx, state, shop, link_ids, overlap=overlap, now=now, subscription_ids=subscription_ids
+    )
     if write_snapshots:
         write_shop_snapshots(ctx, [out])
     commit_shops(state, [out])
@@ -182,8 +185,13 @@ def read_shop_changes(
     *,
     overlap: int = OVERLAP_SECONDS,
     now: int | None = None,
+    subscription_ids: Collection[str] = (),
 ) -> ShopRefresh:
-    """The Stripe half of one shop's refresh: read, plan, re-read; writes left ``pending``."""
+    """The Stripe half of one shop's refresh: read, plan, re-read; writes left ``pending``.
+
+    ``link_ids`` / ``subscription_ids``: the customer / subscription ids the shop's
+    accounts record, retrieved on a full read when its listings lack them, as a full
+    reconciliation retrieves them (deleted customers, a test clock's objects)."""
     shop_id = sid(shop.id)
     out = ShopRefresh(shop_id, "events")
     if not shop.key_info.usable:
@@ -198,7 +206,9 @@ def read_shop_changes(
         if moved:
             reason = "the shop's key or Stripe endpoint changed: its copy is of another account"
         if reason is not None:
-            _full_read(ctx, state, shop, link_ids, out, reason, drop_all=moved)
+            _full_read(
+                ctx, state, shop, link_ids, out, reason, drop_all=moved, subs=subscription_ids
+            )
         else:
             assert cursor is not None
             _follow_events(ctx, state, shop, cursor, overlap, out)
@@ -222,13 +232,14 @@ def _full_read(
     reason: str,
     *,
     drop_all: bool = False,
+    subs: Collection[str] = (),
 ) -> None:
     """Read the shop in full; its copy becomes what was read. ``drop_all``: the copy is
     of another account (the key or endpoint changed): every object of it goes, in the
     same transaction as the new read's rows, whatever its version (a copy kept for
     being newer than the read would be the old account's object)."""
     started = int(time.time())
-    objects, requests = stripe_events.read_shop(ctx, shop, link_ids)
+    objects, requests = stripe_events.read_shop(ctx, shop, link_ids, subs)
     out.requests += requests
     version = started - SKEW_SECONDS
     account = account_of(shop, ctx.api_base)
@@ -450,11 +461,13 @@ def refresh(
     max_workers: int | None = None,
     write_snapshots: bool = True,
     accounts: pd.DataFrame | None = None,
+    subscription_ids: Mapping[str, Collection[str]] | None = None,
 ) -> list[ShopRefresh]:
     """Refresh every shop, at most ``max_workers`` (``Settings.max_shop_workers``) at once.
 
     ``link_ids``: ``{shop_id text: customer ids its accounts link}``, retrieved on a
-    full read when the listing lacks them (deleted customers). ``write_snapshots``:
+    full read when the listing lacks them (deleted customers); ``subscription_ids``
+    likewise for the subscription ids they record (a test clock's). ``write_snapshots``:
     bring the accounts' Customer snapshots up to date from the customer events
     (:mod:`opskit.writes.snapshots`); ``accounts``: the shops' ACCOUNTS frame when
     the caller has it (else read where needed). Returns one :class:`ShopRefresh`
@@ -472,6 +485,7 @@ def refresh(
     state.ensure()
     todo = list(shops)
     links = link_ids or {}
+    subs = subscription_ids or {}
     limit = max(1, int(max_workers or ctx.settings.max_shop_workers))
     own = executor is None
     pool: Executor = executor or ThreadPoolExecutor(limit, thread_name_prefix="opskit-refresh")
@@ -479,7 +493,15 @@ def refresh(
     batch: list[ShopRefresh] = []
     try:
         futures = [
-            pool.submit(read_shop_changes, ctx, state, s, links.get(sid(s.id), ()), overlap=overlap)
+            pool.submit(
+                read_shop_changes,
+                ctx,
+                state,
+                s,
+                links.get(sid(s.id), ()),
+                overlap=overlap,
+                subscription_ids=subs.get(sid(s.id), ()),
+            )
             for s in todo
         ]
         order = {id(f): i for i, f in enumerate(futures)}
@@ -680,11 +702,19 @@ def _not_refreshed(
 
 
 def local_subscriptions(
-    ctx: Context, shops: Iterable[Shop], *, failed: Mapping[str, str] | None = None
+    ctx: Context,
+    shops: Iterable[Shop],
+    *,
+    failed: Mapping[str, str] | None = None,
+    link_ids: Mapping[Any, Collection[str]] | None = None,
 ) -> fetch.FetchResult:
     """Every subscription of each shop from the local copy, as ``fetch_subscriptions`` gives.
 
     ``failed``: ``{shop id text: why}`` of shops whose refresh failed (their errors).
+    ``link_ids``: ``{shop id: subscription ids its accounts record}``; one its copy
+    does not hold (recorded since the shop's full read, on a test clock: left out of
+    listings and so of the copy) is retrieved live in its shop, as a full run
+    retrieves it; a shop whose retrieve fails is its error, as in a full run.
     """
     state = state_for(ctx.db)
     usable = [s for s in shops if s.key_info.usable]
@@ -692,11 +722,27 @@ def local_subscriptions(
     ok = [s for s in usable if s.id not in errors]
     copies = state.objects_of("subscription", [sid(s.id) for s in ok])
     rows_by_shop = {s.id: copies.get(sid(s.id), []) for s in ok}
+    links = {sid(k): {str(i) for i in v} for k, v in (link_ids or {}).items()}
+    requests = 0
+    for s in ok:
+        held = {str(r["stripe_subscription_id"]) for r in rows_by_shop[s.id]}
+        wanted = tuple(sorted(links.get(sid(s.id), set()) - held))
+        if not wanted:
+            continue
+        outcome = fetch.run_shop_job(
+            fetch.shop_job(ctx, "subscriptions", s, retrieve_ids=wanted, listing=False)
+        )
+        requests += outcome.requests
+        if outcome.error is not None:
+            errors[s.id] = outcome.error
+            del rows_by_shop[s.id]
+            continue
+        rows_by_shop[s.id] = [*rows_by_shop[s.id], *outcome.rows]
     frame = fetch.frame_of("subscriptions", rows_by_shop)
     items = fetch.items_frame(
         {**row, "shop_id": shop} for shop, rows in rows_by_shop.items() for row in rows
     )
-    return fetch.FetchResult(frame=frame, errors=errors, requests=0, items=items)
+    return fetch.FetchResult(frame=frame, errors=errors, requests=requests, items=items)
 
 
 def local_customers(
