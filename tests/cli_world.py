@@ -49,7 +49,8 @@ def make_cli_world(
     a = stripe.StripeClient(key, base_addresses={"api": sandbox.url})
     b = stripe.StripeClient(other, base_addresses={"api": sandbox.url})
     customers = {n: a.v1.customers.create({"email": f"{n}@x.io"}).id for n in (10, 11, 12)}
-    unlinked = a.v1.customers.create({"email": "guest@x.io"}).id
+    # no account links it; account 13 (no link) has its email: the sync plan links them
+    unlinked = a.v1.customers.create({"email": "13@x.io"}).id
     foreign = b.v1.customers.create({"email": "20@x.io"}).id
     insert(
         url,

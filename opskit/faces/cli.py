@@ -35,7 +35,7 @@ from typer.core import TyperGroup
 from opskit.common.exceptions import DatabaseUnavailable, InputError, OpskitError, UnknownShop
 from opskit.common.keys import redact
 from opskit.common.logs import redacting_handler
-from opskit.common.text import visible
+from opskit.faces.output import echo, safe
 from opskit.reports import files as report
 
 if TYPE_CHECKING:
@@ -82,11 +82,11 @@ class _Group(TyperGroup):
 def _usage_exit(exc: Any) -> Any:
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError":  # bare `opskit` or `opskit sync`: help
-        typer.echo(ctx.get_help() if ctx else "")
+        echo(ctx.get_help() if ctx else "")
         raise typer.Exit(0)
     where = ctx.command_path if ctx else "opskit"
     message = " ".join(redact(exc.format_message()).split())
-    typer.echo(f"error: {message} (see `{where} --help`)", err=True)
+    echo(f"error: {message} (see `{where} --help`)", err=True)
     raise typer.Exit(report.USAGE_ERROR)
 
 
@@ -188,13 +188,18 @@ Fmt = Annotated[
 @contextmanager
 def _guard(debug: bool) -> Iterator[None]:
     """OpskitError -> one line + exit 3; anything unexpected -> one line + exit 4."""
+    from opskit.faces.output import log_handler
+
     logger = logging.getLogger("opskit")
-    handler: logging.Handler | None = None
     level = logger.level
-    if debug:  # opskit's own loggers only: third-party debug logs echo whole responses
-        handler = redacting_handler(logging.StreamHandler(sys.stderr))
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
+    # opskit's warnings (and with --debug its debug lines; never third-party debug logs,
+    # which echo whole responses) reach stderr through the one safe path.
+    handler = redacting_handler(
+        log_handler("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s")
+    )
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.addHandler(handler)
+    if debug:
         logger.setLevel(logging.DEBUG)
     try:
         yield
@@ -222,9 +227,8 @@ def _guard(debug: bool) -> Iterator[None]:
         )
         raise typer.Exit(INTERNAL_ERROR) from None
     finally:  # this command's stderr only: never left behind on the process's logger
-        if handler is not None:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _traceback(exc: BaseException) -> None:
@@ -232,7 +236,7 @@ def _traceback(exc: BaseException) -> None:
     code stays the one the contract gives, so a scheduler reads the same code in debug."""
     import traceback
 
-    sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    sys.stderr.write(safe("".join(traceback.format_exception(exc))))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -241,7 +245,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _error(message: str) -> None:
-    typer.echo("error: " + visible(" ".join(redact(message).split())), err=True)
+    echo("error: " + " ".join(redact(message).split()), err=True)
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -277,13 +281,10 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
 
 
 def _console(quiet: bool = False) -> Console:
-    from rich.console import Console
+    """The one console of every command: strings shown as text (opskit.faces.output)."""
+    from opskit.faces import output
 
-    # markup=False: names from the database are text, never Rich markup ("[/]", "[link=]").
-    console = Console(quiet=quiet, highlight=False, soft_wrap=False, markup=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 120  # piped or captured: wide enough for the tables, still readable
-    return console
+    return output.console(quiet)
 
 
 def _connect(
@@ -363,7 +364,7 @@ def _df_table(df: pd.DataFrame, title: str | None = None, limit: int | None = No
         table.add_column(str(col), overflow="fold")
     shown = df if limit is None else df.head(limit)
     for rec in shown.itertuples(index=False, name=None):
-        table.add_row(*(Text("" if _isna(v) else visible(redact(str(v)))) for v in rec))
+        table.add_row(*(Text("" if _isna(v) else safe(v)) for v in rec))
     if limit is not None and len(df) > limit:
         table.caption = f"first {limit} of {len(df)} rows"
     return table

@@ -32,6 +32,7 @@ from opskit.faces.cli import (
     _prepare_out,
     _print_reports,
 )
+from opskit.faces.output import echo
 from opskit.reports import files as report
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def serve(
             port=port,
             tolerance=tolerance,
             duration=duration,
-            on_listening=lambda url: typer.echo(f"opskit webhooks listening on {url}"),
+            on_listening=lambda url: echo(f"opskit webhooks listening on {url}"),
         )
 
 
@@ -220,7 +221,7 @@ def secret_add(
         else:
             secret = sys.stdin.readline()
         webhooks.add_secret(ops, shop, secret.strip(), when)
-        typer.echo(f"Added a signing secret for shop {shop}.")
+        echo(f"Added a signing secret for shop {shop}.")
 
 
 def _expiry(text: str) -> datetime:
@@ -272,7 +273,7 @@ def secret_remove(
             raise InputError(
                 f"shop {shop} has no such secret", guidance="See `opskit webhooks secret list`."
             )
-        typer.echo(f"Removed {n} signing secret(s) of shop {shop}.")
+        echo(f"Removed {n} signing secret(s) of shop {shop}.")
 
 
 def register(app: Any) -> None:
