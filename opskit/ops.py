@@ -458,6 +458,10 @@ class Ops(MoneyOps):
         (``sync.set_detail`` by ``opskit refresh``), nothing written to Stripe.
         ``write_snapshots=False``: a read-only refresh (opskit's own tables only).
         See :mod:`opskit.writes.snapshots`.
+
+        ``executor``: a ``ThreadPoolExecutor`` only; any other (a process pool, a
+        dask client's) raises ``InputError`` before anything is submitted, since a
+        shop's refresh works on opskit's local tables with the shop's raw key.
         """
         local = self._local(shop_ids)
         links = fetch.linked_ids(local.accounts, "stripe_customer_id")
