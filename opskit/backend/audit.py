@@ -36,6 +36,7 @@ import json
 import threading
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -206,9 +207,22 @@ def append(
     }
     stmt = table.insert().values(**row).returning(table.c.audit_id)
     if conn is not None and _same_database(db):
-        return int(conn.execute(stmt).scalar_one())
-    with db.own_engine.begin() as own:
-        return int(own.execute(stmt).scalar_one())
+        audit_id = int(conn.execute(stmt).scalar_one())
+    else:
+        with db.own_engine.begin() as own:
+            audit_id = int(own.execute(stmt).scalar_one())
+    _APPENDED.set(_APPENDED.get() + 1)
+    return audit_id
+
+
+# Rows appended in this context (thread / task): a write call that raises having
+# appended none was refused before any record, and opskit.writes.refusals audits it.
+_APPENDED: ContextVar[int] = ContextVar("opskit_audit_rows_appended", default=0)
+
+
+def rows_appended() -> int:
+    """How many audit rows this thread (or task) has appended so far."""
+    return _APPENDED.get()
 
 
 def begin_intent(

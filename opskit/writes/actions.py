@@ -14,7 +14,10 @@ Every function here
 5. returns the Stripe object as a plain dict.
 
 Input errors raised before anything is attempted (unknown account or shop, bad
-amount, no customer) are not audited: nothing was written or tried.
+amount, no customer) are audited as ``refused`` too, with no request sent
+(:mod:`opskit.writes.refusals`). A call that returns an earlier result (Stripe
+replayed an identical request, or the call was already done) returns it with
+``replayed=True`` (:func:`mark_replayed`) and audits ``already_done``.
 
 Multi-step writes (Stripe, then the account's details) cannot share one
 transaction. When the Stripe step succeeds and the database step fails, the
@@ -65,6 +68,7 @@ from opskit.stripeapi.clients import client_for_shop, client_limits
 from opskit.writes.guard import check_live_write
 from opskit.writes.idempotency import derive_key, step_key
 from opskit.writes.lookup import TAG, find_written
+from opskit.writes.refusals import audited
 from opskit.writes.same_email import same_email_customers
 
 __all__ = [
@@ -108,6 +112,17 @@ def _customer_id(account: Account, details: Mapping[str, Any], purpose: str) -> 
 def _client(ctx: Context, shop: Shop) -> stripe.StripeClient:
     s = ctx.settings
     return client_for_shop(shop, api_base=ctx.api_base, **client_limits(s))
+
+
+def mark_replayed(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` with ``replayed=True``: the write returned an earlier result, wrote nothing.
+
+    Every idempotent write marks what it returns this way when the result is an
+    earlier one (Stripe replayed an identical request's answer, or the call had
+    already been done); its audit row says ``already_done`` (and how, in
+    ``resolution`` or ``params``). A result without the key is a new write.
+    """
+    return {**obj, "replayed": True}
 
 
 def _request_id(obj: Any) -> str | None:
@@ -477,6 +492,14 @@ def _send(
                 resolution=f"replayed; checking that it still holds failed: {describe_error(exc)}",
             )  # fmt: skip
             raise
+        if still and replayed:  # the answer to an earlier identical call: said so
+            write.record(
+                "ok", result=str(answer.get("id")), request_id=request_id,
+                params={**write.params, "already_done": True, "replayed": True},
+                resolution="replayed: Stripe returned its answer to an earlier identical "
+                "request (same idempotency key); nothing new was written",
+            )  # fmt: skip
+            return mark_replayed(answer), request_id
         if still:
             write.record("ok", result=str(answer.get("id")), request_id=request_id)
             return answer, request_id
@@ -590,6 +613,7 @@ def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
 # -- customers --------------------------------------------------------------------------------
 
 
+@audited("customer.create", "account_id")
 def create_customer(
     ctx: Context,
     account_id: Any,
@@ -651,7 +675,7 @@ def create_customer(
         if current is not None and not current.get("deleted"):
             if _made_by(current) == call:
                 write.record("ok", result=existing, params={**key_params, "already_done": True})
-                return current
+                return mark_replayed(current)
             if not force:
                 exc2 = InputError(
                     f"account {aid} already links customer {existing}, which exists in shop "
@@ -706,6 +730,7 @@ def _refuse_duplicate(
 # -- payment intents --------------------------------------------------------------------------
 
 
+@audited("payment_intent.create", "account_id")
 def create_payment_intent(
     ctx: Context,
     account_id: Any,
@@ -763,6 +788,7 @@ def create_payment_intent(
 # -- subscriptions ----------------------------------------------------------------------------
 
 
+@audited("subscription.create", "account_id")
 def create_subscription(
     ctx: Context,
     account_id: Any,
@@ -865,7 +891,7 @@ def create_subscription(
                     expect={"stripe_subscription_id": recorded, "stripe_customer_id": customer},
                     stripe_id=current["id"],
                 )
-            return current
+            return mark_replayed(current)
     if live and not force:
         listed = ", ".join(f"{s['id']} ({s.get('status')})" for s in live)
         exc2 = InputError(
@@ -982,6 +1008,7 @@ def _price_of(sub: Mapping[str, Any]) -> str | None:
     return str(pid) if pid else None
 
 
+@audited("subscription.cancel", "subscription_id")
 def cancel_subscription(
     ctx: Context,
     subscription_id: str,
@@ -1036,7 +1063,7 @@ def cancel_subscription(
     status = current.get("status")
     if status in _ENDED or (at_period_end and current.get("cancel_at_period_end")):
         write.record("ok", result=sid, params={**params, "already_done": True})
-        sub = current
+        sub = mark_replayed(current)
     elif at_period_end:
         sub, _ = _send(
             write,

@@ -23,7 +23,8 @@ from opskit.backend import audit, writeback
 from opskit.common.context import Context
 from opskit.common.exceptions import InputError, OpskitError
 from opskit.core.normalize import email_key
-from opskit.writes.actions import _db_error, _load_account, _retrieve, _Write
+from opskit.writes.actions import _db_error, _load_account, _retrieve, _Write, mark_replayed
+from opskit.writes.refusals import audited
 from opskit.writes.same_email import same_email_customers
 
 __all__ = ["link_customer", "same_email_offer"]
@@ -45,6 +46,7 @@ def same_email_offer(ctx: Context, account_id: Any) -> list[dict[str, Any]]:
     return same_email_customers(_client(ctx, shop), ctx.db, account)
 
 
+@audited("customer.link", "account_id")
 def link_customer(
     ctx: Context,
     account_id: Any,
@@ -98,7 +100,7 @@ def link_customer(
     assert customer is not None
     if existing == cid:
         write.record("ok", result=cid, params={**write.params, "already_done": True})
-        return customer
+        return mark_replayed(customer)
     if not force:
         if existing:
             refuse(
