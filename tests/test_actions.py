@@ -230,7 +230,12 @@ def test_bad_targets(b: Backend) -> None:
 
     with pytest.raises(StripeNotConfigured):
         actions.create_customer(b.ctx, 30, actor="ana")
-    assert audit.read_log(b.ctx.db)["outcome"].tolist() == ["error"]
+    # Each refusal is a row (newest first), refused before any request.
+    log = audit.read_log(b.ctx.db)
+    assert log["outcome"].tolist() == ["error", "refused", "refused", "refused", "refused"]
+    assert log["target"].tolist()[1:] == [
+        "subscription:sub_x", "account:999", "account:999", "account:11"
+    ]  # fmt: skip
     assert b.sandbox.request_count(b.key1) == 0
 
 
