@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -36,6 +36,7 @@ from opskit.common.models import (
     detail_text,
     id_problem,
     parse_details,
+    stripe_id_problem,
 )
 from opskit.common.urls import safe_url
 from opskit.core import frames
@@ -359,18 +360,34 @@ class Database:
         ]
         for name in (s.account_created_at, s.account_updated_at):
             cols.append(_as_text(t.c[name], self.dialect) if name else sa.null())
-        if extraction is not None:
-            cols += extraction
-        # Ordered in the ids' own types: integers numerically, UUIDs as their text sorts.
-        stmt = sa.select(*cols).order_by(t.c[s.account_shop_id], t.c[s.account_id])
-        if wanted is not None:
-            shop_col = t.c[s.account_shop_id]
-            stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
-        if mentioning:
-            stmt = stmt.where(sa.cast(raw_details, sa.Text).contains(mentioning, autoescape=True))
-        with self._connect() as conn:
-            # Straight from the DBAPI cursor: a million Row objects cost seconds.
-            rows = conn.execute(stmt).cursor.fetchall()  # type: ignore[attr-defined]
+
+        def query(extracted: list[Any] | None) -> Any:
+            # Ordered in the ids' own types: integers numerically, UUIDs as their text sorts.
+            stmt = sa.select(*cols, *(extracted or [])).order_by(
+                t.c[s.account_shop_id], t.c[s.account_id]
+            )
+            if wanted is not None:
+                shop_col = t.c[s.account_shop_id]
+                stmt = stmt.where(shop_col.in_(self._ids_for(shop_col, wanted)))
+            if mentioning:
+                stmt = stmt.where(
+                    sa.cast(raw_details, sa.Text).contains(mentioning, autoescape=True)
+                )
+            return stmt
+
+        try:
+            with self._connect() as conn:
+                # Straight from the DBAPI cursor: a million Row objects cost seconds.
+                rows = conn.execute(query(extraction)).cursor.fetchall()  # type: ignore[attr-defined]
+        except sa.exc.DataError as exc:
+            if extraction is None:
+                raise
+            # A value the database cannot decode in one row (an escape its encoding lacks):
+            # read every details as text and let parse_details judge each row.
+            log.warning("opskit: details read as text (%s)", _first_line(exc))
+            extraction = None
+            with self._connect() as conn:
+                rows = conn.execute(query(None)).cursor.fetchall()  # type: ignore[attr-defined]
         labels = RowLabels(
             account_id=(f"{s.accounts_table}.{s.account_id}", _type_name(t.c[s.account_id])),
             shop_id=(f"{s.accounts_table}.{s.account_shop_id}", _type_name(t.c[s.account_shop_id])),
@@ -484,10 +501,16 @@ class Database:
                 f"{table}.{s.order_created_at}" if s.order_created_at else None,
                 f"{table}.{s.order_completed_at}",
             ),
+            total=f"{table}.{s.order_total}",
         )
 
     def load_products(self, shop_ids: Any = None) -> pd.DataFrame:
-        """The PRODUCTS frame: each product's recurring list prices in minor units."""
+        """The PRODUCTS frame: each product's recurring list prices in minor units.
+
+        A price that is no amount (NaN, Infinity, 1e20 beyond Int64, text) is <NA> and
+        ``row_error`` says why (:func:`opskit.common.rows.read_amounts`): the
+        subscriptions naming that product are flagged, the rest is unaffected.
+        """
         wanted = self.check_shop_ids(shop_ids)
         s = self.schema
         if s.products_table is None:
@@ -511,13 +534,29 @@ class Database:
         if not rows:
             return frames.empty(frames.PRODUCTS)
         ids, shops, monthly, yearly = zip(*rows, strict=True)
+        table = s.products_table
+        product_t = [_id_or_none(x) for x in ids]
+        monthly_c, monthly_p = rows_rules.read_amounts(monthly, f"{table}.{s.product_monthly}")
+        yearly_c, yearly_p = rows_rules.read_amounts(yearly, f"{table}.{s.product_yearly}")
+        problems = rows_rules.join_problems(
+            _with_duplicates(
+                rows_rules.id_problems(
+                    product_t, f"{table}.{s.product_id}", _type_name(t.c[s.product_id])
+                ),
+                product_t,
+                f"{table}.{s.product_id}",
+            ),
+            monthly_p,
+            yearly_p,
+        )
         df = pd.DataFrame(
             {
-                "product_id": pd.array([id_text(x) for x in ids], dtype="string"),
+                "product_id": pd.array(product_t, dtype="string"),
                 "shop_id": pd.array([id_text(x) for x in shops], dtype="string"),
-                "monthly_amount": pd.array([to_cents(x) for x in monthly], dtype="Int64"),
-                "yearly_amount": pd.array([to_cents(x) for x in yearly], dtype="Int64"),
+                "monthly_amount": pd.array(monthly_c, dtype="Int64"),
+                "yearly_amount": pd.array(yearly_c, dtype="Int64"),
                 "currency": pd.array([s.order_currency] * len(ids), dtype="string"),
+                "row_error": pd.array(problems, dtype="string"),
             }
         )
         return _sorted_ids(frames.conform(df, frames.PRODUCTS), ["shop_id", "product_id"])
@@ -566,6 +605,18 @@ def to_column_type(col: sa.Column[Any] | Any, value: Any) -> Any:
     return text
 
 
+def _with_duplicates(
+    problems: list[str | None], ids: Sequence[str | None], column: str
+) -> list[str | None]:
+    """``problems`` with "``column`` 'x' is on N rows" for each id several rows hold."""
+    for value, where in rows_rules.duplicate_ids(
+        [x if p is None else None for x, p in zip(ids, problems, strict=True)]
+    ).items():
+        for i in where:
+            problems[i] = f"{column} {value!r} is on {len(where)} rows (ids must be unique)"
+    return problems
+
+
 def _id_or_none(value: Any) -> str | None:
     """An id the database rendered as text (cast in SQL): stripped, None when NULL/blank."""
     if value is None:
@@ -602,16 +653,15 @@ def _sorted_ids(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def to_cents(value: Any) -> int | None:
-    """Float major units (euros) in integer minor units, half-up through Decimal; None stays."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, Decimal):
-        dec = value
-    else:  # repr: the shortest text that reads back as this float (19.995, not 19.99499...)
-        dec = Decimal(repr(value) if isinstance(value, float) else str(value))
-    return int((dec * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    """Float major units (euros) in integer minor units, half-up through Decimal; None stays.
+
+    Raises ``ValueError`` naming why for a value that is no amount (NaN, Infinity,
+    text, beyond Int64): :func:`opskit.common.rows.read_amounts` reads columns of them.
+    """
+    [cents], [problem] = rows_rules.read_amounts([value], "value")
+    if problem:
+        raise ValueError(problem)
+    return cents
 
 
 def orders_frame(
@@ -624,6 +674,7 @@ def orders_frame(
         ("orders.account_id", "text"),
     ),
     times: tuple[str | None, str] = ("orders.created_at", "orders.completed_at"),
+    total: str = "orders.total",
 ) -> pd.DataFrame:
     """Rows of (id, shop_id, account_id, status, total, created_at, completed_at) to ORDERS.
 
@@ -631,7 +682,9 @@ def orders_frame(
     label and kind; ``times``: the time columns' labels): a value that is not one
     is <NA>/NaT and ``row_error`` says why (``created_at`` is required: the payment
     report matches by it, unless the mapping has no such column: ``times[0]`` None;
-    an order with no account is allowed).
+    an order with no account is allowed). ``amount``: ``total`` (labelled ``total``)
+    by :func:`opskit.common.rows.read_amounts`: NaN, Infinity, 1e300 or text are
+    <NA> and flagged, never coerced; an order id on several rows flags each of them.
     """
     if not rows:
         return frames.empty(frames.ORDERS)
@@ -643,14 +696,16 @@ def orders_frame(
         created, times[0] or "orders.created_at", required=times[0] is not None
     )
     completed_at, completed_p = rows_rules.read_times(completed, times[1])
+    amounts, amount_p = rows_rules.read_amounts(totals, total)
     account_p = [
         None if x is None else p
         for x, p in zip(account_t, rows_rules.id_problems(account_t, *ids[2]), strict=True)
     ]
     problems = rows_rules.join_problems(
-        rows_rules.id_problems(order_t, *ids[0]),
+        _with_duplicates(rows_rules.id_problems(order_t, *ids[0]), order_t, ids[0][0]),
         rows_rules.id_problems(shop_t, *ids[1]),
         account_p,
+        amount_p,
         created_p,
         completed_p,
     )
@@ -660,7 +715,7 @@ def orders_frame(
             "shop_id": pd.array(shop_t, dtype="string"),
             "account_id": pd.array(account_t, dtype="string"),
             "status": pd.array(status, dtype="string"),
-            "amount": pd.array([to_cents(x) for x in totals], dtype="Int64"),
+            "amount": pd.array(amounts, dtype="Int64"),
             "currency": pd.array([currency.lower()] * len(order_ids), dtype="string"),
             "created_at": created_at,
             "completed_at": completed_at,
@@ -709,7 +764,13 @@ def _details_extraction(dialect: str, details: Any) -> list[Any] | None:
             sa.func.coalesce(typeof(details.op("->")(key)), "null").in_(["string", "null"])
             for key in ID_KEYS
         ]
-        is_object = sa.case((sa.and_(typeof(details) == "object", *ids_text), 1), else_=0)
+        # A json value holding \u0000 (or an escape the database encoding lacks) cannot be
+        # decoded by ->>: one such row would fail the whole query. Those rows are read
+        # as text and judged in Python (CASE never evaluates ->> for them).
+        decodable = sa.func.strpos(sa.cast(details, sa.Text), "\\u0000") == 0
+        is_object = sa.case(
+            (sa.and_(decodable, typeof(details) == "object", *ids_text), 1), else_=0
+        )
         values = [
             sa.case((is_object == 1, details.op("->>")(key)), else_=sa.null())
             for key in DETAIL_KEYS
@@ -732,10 +793,20 @@ def accounts_frame_extracted(
         return frames.empty(frames.ACCOUNTS)
     columns = list(zip(*rows, strict=True))
     ids, shop_ids, emails, names, texts, created, updated, is_object = columns[:8]
-    errors = [
-        None if ok else parse_details(text)[1] for ok, text in zip(is_object, texts, strict=True)
-    ]
-    flat = dict(zip(DETAIL_KEYS, columns[8:], strict=True))
+    flat = {k: list(v) for k, v in zip(DETAIL_KEYS, columns[8:], strict=True)}
+    # Rows the database left to Python: not an object, a Stripe id that is not text, a
+    # value ->> cannot decode (\u0000); and objects whose Stripe ids break the one id
+    # rule (models.stripe_id_problem: too long, wrong prefix, other characters).
+    again = [not ok for ok in is_object]
+    for key in ID_KEYS:
+        for i, value in enumerate(flat[key]):
+            if value is not None and not again[i] and stripe_id_problem(key, value):
+                again[i] = True
+    errors: list[str | None] = [None] * len(rows)
+    for i in [i for i, redo in enumerate(again) if redo]:
+        value, errors[i] = parse_details(texts[i])
+        for key in DETAIL_KEYS:  # what parse_details read (nothing when unreadable)
+            flat[key][i] = detail_text(value.get(key))
     return _accounts_from_columns(
         ids, shop_ids, emails, names, flat, texts, errors, created, updated, labels
     )
@@ -809,7 +880,11 @@ def _accounts_from_columns(
     updated_at, updated_p = rows_rules.read_times(updated, labels.updated_at)
     id_texts, shop_texts = ids, shop_ids  # text already (cast in SQL)
     problems = rows_rules.join_problems(
-        rows_rules.id_problems(id_texts, *labels.account_id),
+        _with_duplicates(
+            rows_rules.id_problems(id_texts, *labels.account_id),
+            [_id_or_none(x) for x in id_texts],
+            labels.account_id[0],
+        ),
         rows_rules.id_problems(shop_texts, *labels.shop_id),
         created_p,
         updated_p,

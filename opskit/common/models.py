@@ -7,6 +7,7 @@ objects alike; :func:`as_shop` and :func:`as_account` do that translation once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,17 +153,61 @@ def parse_details(raw: Any) -> tuple[dict[str, Any], str | None]:
 #: The details keys that hold Stripe ids: each must be text (or absent / null).
 ID_KEYS = ("stripe_customer_id", "stripe_subscription_id", "stripe_price_id")
 
+#: The prefix Stripe gives every id of the key's kind (prices may be legacy plans,
+#: whose ids were chosen by the account: no prefix rule for them).
+ID_PREFIXES: Mapping[str, str] = {
+    "stripe_customer_id": "cus_",
+    "stripe_subscription_id": "sub_",
+}
+#: Stripe ids are at most 255 characters of letters, digits and underscores.
+STRIPE_ID_MAX = 255
+STRIPE_ID_PATTERN = r"[A-Za-z0-9_]{1,255}"
+_STRIPE_ID = re.compile(STRIPE_ID_PATTERN)
+
+
+def stripe_id_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` (held under details ``key``) cannot be a Stripe id, or None.
+
+    The one rule for every loader and every write: text (or absent / null; blank
+    text is no link), at most 255 characters of ``[A-Za-z0-9_]`` once trimmed, with
+    the prefix of the key's kind (``cus_`` / ``sub_``). Such a value is never sent
+    to Stripe (a 1 MB id, a ``/`` or ``?`` that changes the request's path, a NUL).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"details[{key!r}] is JSON {type(value).__name__}, not a Stripe id"
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) > STRIPE_ID_MAX:
+        return (
+            f"details[{key!r}] is {len(text):,} characters long, not a Stripe id "
+            f"(at most {STRIPE_ID_MAX}): {text[:20]!r}..."
+        )
+    if not _STRIPE_ID.fullmatch(text):
+        bad = next(c for c in text if not (c.isascii() and (c.isalnum() or c == "_")))
+        return (
+            f"details[{key!r}] {text[:60]!r} holds {bad!r}, not a Stripe id "
+            "(letters, digits and _ only)"
+        )
+    prefix = ID_PREFIXES.get(key)
+    if prefix and not text.startswith(prefix):
+        return f"details[{key!r}] {text[:60]!r} is not a Stripe id (it must start with {prefix!r})"
+    return None
+
 
 def id_problem(details: Mapping[str, Any]) -> str | None:
-    """Why a details object's Stripe ids are unreadable (an id that is not text), or None.
+    """Why a details object's Stripe ids are unreadable, or None (:func:`stripe_id_problem`).
 
-    A Stripe id that is not text cannot be a link: writing around it would create
-    an object nothing links (and comparing it could never match).
+    A value that cannot be a Stripe id cannot be a link: writing around it would
+    create an object nothing links, comparing it could never match, and sending it
+    would put it in a request's path.
     """
     for key in ID_KEYS:
-        value = details.get(key)
-        if value is not None and not isinstance(value, str):
-            return f"details[{key!r}] is JSON {type(value).__name__}, not a Stripe id"
+        problem = stripe_id_problem(key, details.get(key))
+        if problem:
+            return problem
     return None
 
 

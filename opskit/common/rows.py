@@ -15,6 +15,9 @@ date; PostgreSQL's ``'infinity'`` is not a time).
   column's kind (NULL, text in an integer column, a fraction).
 - :func:`duplicate_ids`: ids held by more than one row (a key one of them
   would silently lose).
+- :func:`read_amounts`: money in major units (a float ``total``) as integer minor
+  units; NaN, Infinity, text that is no number and amounts beyond Int64 are
+  <NA> with a reason (never rounded into a number).
 
 Stripe ids inside ``details`` have their own single rule,
 :func:`opskit.common.models.id_problem` (text, or nothing), which
@@ -26,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -39,6 +43,7 @@ __all__ = [
     "id_problem",
     "id_problems",
     "join_problems",
+    "read_amounts",
     "read_times",
 ]
 
@@ -250,3 +255,58 @@ def join_problems(*parts: Sequence[str | None]) -> list[str | None]:
         found = [p for p in row if p]
         out.append("; ".join(found) if found else None)
     return out
+
+
+# The largest amount an Int64 column holds; a total beyond it is no amount of money.
+_INT64_MAX = Decimal(2**63 - 1)
+
+
+def amount_problem(value: Any, column: str) -> str | None:
+    """Why ``value`` (major units) is not an amount opskit can hold, or None (or NULL)."""
+    return _cents(value, column, 100)[1]
+
+
+def _cents(value: Any, column: str, scale: int) -> tuple[int | None, str | None]:
+    if value is None or value is pd.NA:
+        return None, None
+    if isinstance(value, bool):
+        return None, f"{column} is a boolean ({value}), not an amount"
+    try:
+        if isinstance(value, float | np.floating):
+            # repr: the shortest text that reads back as this float (19.995, not 19.99499...)
+            dec = Decimal(repr(float(value)))
+        elif isinstance(value, Decimal):
+            dec = value
+        elif isinstance(value, int | np.integer | str):
+            dec = Decimal(str(value).strip())
+        else:
+            return None, f"{column} is a {type(value).__name__}, not an amount"
+    except (InvalidOperation, ValueError):
+        return None, f"{column} is not a number: {_shown(value)}"
+    if dec.is_nan():
+        return None, f"{column} is NaN, not an amount"
+    if dec.is_infinite():
+        return None, f"{column} is {_shown(value)} (endless), not an amount"
+    minor = dec * scale
+    if abs(minor) > _INT64_MAX:
+        return None, f"{column} {_shown(value)} is too large to be an amount"
+    return int(minor.quantize(Decimal(1), rounding=ROUND_HALF_UP)), None
+
+
+def read_amounts(
+    values: Sequence[Any], column: str, *, scale: int = 100
+) -> tuple[list[int | None], list[str | None]]:
+    """Major units (a float ``total``) as integer minor units, and per value why it is <NA>.
+
+    Half-up through ``Decimal(repr(value))`` (19.995 -> 2000, never truncated). NULL
+    is None without a reason; NaN, (-)Infinity, text that is no number (``'x'``) and
+    amounts beyond Int64 (``1e300``) are None with a reason naming ``column`` and the
+    value: never coerced into a number. Never raises.
+    """
+    out: list[int | None] = []
+    problems: list[str | None] = []
+    for value in values:
+        cents, problem = _cents(value, column, scale)
+        out.append(cents)
+        problems.append(problem)
+    return out, problems

@@ -9,9 +9,9 @@ report, so one bad row is one flagged row and every other row is unaffected:
 
 - :func:`unusable_rows`: a ``shop_not_configured`` row per unusable shop row
   (both rows of a shared id), and per local row (account or order) that belongs
-  to no usable shop because of such a row or of its own shop id (``1.5``, NULL),
-  ``detail`` naming the reason. Exit code 1 (an analyst must fix the row), not
-  a crash and not a failed shop.
+  to no usable shop: because of such a row, of its own shop id (``1.5``, NULL),
+  or because its shop id names no shop at all; ``detail`` naming the reason.
+  Exit code 1 (an analyst must fix the row), not a crash and not a failed shop.
 - :func:`annotate`: rows of the report whose account/order has a ``row_error``
   keep their status and get the reason appended to ``detail``.
 
@@ -68,19 +68,23 @@ def unusable_rows(
         bad_ids = set(unusable["shop_id"].dropna().astype(str)) if len(unusable) else set()
         of_bad_shop = shop.isin(bad_ids).fillna(False).astype(bool)
         no_shop = ~shop.isin(list(usable_shop_ids)).fillna(False).astype(bool)
-        # A row of no usable shop is flagged when its shop is an unusable row, or when
-        # its own shop id could not be read (NULL, 1.5, text in an integer column).
-        unreadable = own.notna() if own is not None else pd.Series(False, index=local.index)
-        hit = (of_bad_shop | shop.isna() | unreadable) & no_shop
+        # Every row of no usable shop is flagged (never silently left out of a report):
+        # its shop is an unusable row, its own shop id could not be read (NULL, 1.5,
+        # text in an integer column), or its shop id names no shop row at all.
+        hit = no_shop
         if hit.any():
             rows = local[hit]
+            sid = rows["shop_id"].astype("string")
             reason = pd.Series(pd.NA, index=rows.index, dtype="string")
             if own is not None:
                 reason = own[hit]
-            shop_reason = rows["shop_id"].astype("string").map(_reasons(unusable))
-            reason = reason.fillna(
-                "its shop " + rows["shop_id"].astype("string") + ": " + shop_reason
+            shop_reason = sid.map(_reasons(unusable)).astype("string")
+            about_shop = ("its shop " + sid + ": " + shop_reason).fillna(
+                ("its shop id " + sid + " names no shop (no row of the shops table has it)").where(
+                    ~of_bad_shop[hit]
+                )
             )
+            reason = (reason + "; " + about_shop).fillna(reason).fillna(about_shop)
             frame = {
                 "shop_id": rows["shop_id"].astype("string"),
                 key: rows[key].astype("string"),

@@ -211,6 +211,7 @@ PRODUCTS: Spec = {
     "monthly_amount": "Int64",  # minor units, from recurring_price_monthly
     "yearly_amount": "Int64",
     "currency": "string",
+    "row_error": "string",  # what in the row could not be read (a price that is no amount)
 }
 
 SYNC_PLAN: Spec = {

@@ -19,7 +19,9 @@ multiple_active     the customer has two or more subscriptions that will bill ag
                     (active, trialing, past_due, not set to end at period end): each
                     of them is a row
 payment_trouble     ``past_due`` or ``unpaid``: the customer's payments fail
-unknown_product     an item's price has no lookup key naming a product of this shop
+unknown_product     an item's price has no lookup key naming a product of this shop,
+                    or names one whose recurring price cannot be read (its
+                    ``row_error``, e.g. NaN or Infinity, in the detail)
 price_drift         an item's price differs from the product's
                     ``recurring_price_monthly``/``yearly`` in cents (or is not EUR)
 match               a linked customer's subscription with nothing wrong; a fresh
@@ -330,6 +332,7 @@ def _item_findings(
             "monthly_amount": "Int64",
             "yearly_amount": "Int64",
             "currency": "string",
+            "row_error": "string",
         },
     )
     prods["product_id"] = prods["product_id"].str.lower()
@@ -362,6 +365,21 @@ def _item_findings(
         ),
         dtype="string",
     ).where(~known, pd.NA)
+    # A product whose recurring price could not be read (row_error, the amount <NA>):
+    # its subscriptions name that product's reason, never a drift against nothing.
+    unreadable = known & _bool(expected.isna()) & _bool(its["row_error"].notna())
+    unknown_msg = unknown_msg.mask(
+        unreadable,
+        "price "
+        + its["stripe_price_id"].fillna("?")
+        + " (lookup key "
+        + lk
+        + ") names product "
+        + its["product_id"].fillna("?")
+        + ", whose price cannot be read: "
+        + its["row_error"].fillna("?"),
+    )
+    known = known & ~unreadable
     cur_ok = its["currency"].str.lower().fillna("") == its["_product_currency"].str.lower().fillna(
         ""
     )

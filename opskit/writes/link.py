@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from opskit.backend import audit, writeback
 from opskit.common.context import Context
 from opskit.common.exceptions import InputError, OpskitError
+from opskit.common.models import stripe_id_problem
 from opskit.core.normalize import email_key
 from opskit.writes.actions import _db_error, _load_account, _retrieve, _Write, mark_replayed
 from opskit.writes.refusals import audited
@@ -66,9 +67,17 @@ def link_customer(
     before anything (``DetailsUnreadable``). Linking the customer already linked
     returns it (audited ``ok`` with ``already_done``).
     """
-    if not isinstance(customer_id, str) or not customer_id.strip().startswith("cus_"):
+    if (
+        not isinstance(customer_id, str)
+        or not customer_id.strip()
+        or stripe_id_problem("stripe_customer_id", customer_id)
+    ):
+        why = stripe_id_problem("stripe_customer_id", customer_id) if customer_id else None
+        shown = (
+            repr(customer_id) if len(repr(customer_id)) <= 80 else repr(customer_id)[:77] + "..."
+        )
         raise InputError(
-            f"{customer_id!r} is not a Stripe customer id",
+            f"{shown} is not a Stripe customer id" + (f": {why}" if why else ""),
             guidance="Pass the customer's id as Stripe shows it: cus_...",
         )
     cid = customer_id.strip()

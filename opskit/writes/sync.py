@@ -44,7 +44,7 @@ from opskit.common.context import Context
 from opskit.common.exceptions import InputError, OpskitError, StaleWrite, UnknownAccount
 from opskit.common.ids import id_sort_key
 from opskit.common.keys import redact
-from opskit.common.models import detail_text, parse_details
+from opskit.common.models import ID_KEYS, detail_text, parse_details, stripe_id_problem
 from opskit.core import frames
 from opskit.core.pairing import email_pairs
 
@@ -306,6 +306,10 @@ def _validate(plan: pd.DataFrame, keys: Collection[str]) -> pd.DataFrame:
             guidance="Keys the backend does not use are never written "
             "(Schema.details_keys says which it uses).",
         )
+    for row in df[df["key"].isin(ID_KEYS) & df["new_value"].notna()].itertuples(index=False):
+        why = stripe_id_problem(str(row.key), str(row.new_value))
+        if why:  # the one rule of every loader: never written, so never read back as a link
+            raise InputError(f"the plan would write account {row.account_id}'s {why}")
     dup = df.duplicated(["account_id", "key"], keep=False)
     if dup.any():
         first = df[dup].iloc[0]
