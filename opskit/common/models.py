@@ -163,6 +163,11 @@ ID_PREFIXES: Mapping[str, str] = {
 STRIPE_ID_MAX = 255
 STRIPE_ID_PATTERN = r"[A-Za-z0-9_]{1,255}"
 _STRIPE_ID = re.compile(STRIPE_ID_PATTERN)
+_GOOD = {
+    key: re.compile(re.escape(prefix) + "[A-Za-z0-9_]*") for key, prefix in ID_PREFIXES.items()
+}
+# A legacy plan's id (a price id too) was chosen by the account: "gold-monthly" is one.
+_GOOD["stripe_price_id"] = re.compile("[A-Za-z0-9_-]{1,255}")
 
 
 def stripe_id_problem(key: str, value: Any) -> str | None:
@@ -170,11 +175,15 @@ def stripe_id_problem(key: str, value: Any) -> str | None:
 
     The one rule for every loader and every write: text (or absent / null; blank
     text is no link), at most 255 characters of ``[A-Za-z0-9_]`` once trimmed, with
-    the prefix of the key's kind (``cus_`` / ``sub_``). Such a value is never sent
+    the prefix of the key's kind (``cus_`` / ``sub_``; a price may be a legacy plan
+    whose id the account chose: no prefix, ``-`` allowed). Such a value is never sent
     to Stripe (a 1 MB id, a ``/`` or ``?`` that changes the request's path, a NUL).
     """
     if value is None:
         return None
+    good = _GOOD.get(key, _STRIPE_ID)
+    if isinstance(value, str) and len(value) <= STRIPE_ID_MAX and good.fullmatch(value):
+        return None  # the common case, one regular expression
     if not isinstance(value, str):
         return f"details[{key!r}] is JSON {type(value).__name__}, not a Stripe id"
     text = value.strip()
@@ -185,11 +194,12 @@ def stripe_id_problem(key: str, value: Any) -> str | None:
             f"details[{key!r}] is {len(text):,} characters long, not a Stripe id "
             f"(at most {STRIPE_ID_MAX}): {text[:20]!r}..."
         )
-    if not _STRIPE_ID.fullmatch(text):
-        bad = next(c for c in text if not (c.isascii() and (c.isalnum() or c == "_")))
+    if not good.fullmatch(text):
+        extra = "-" if key == "stripe_price_id" else ""
+        bad = next(c for c in text if not (c.isascii() and (c.isalnum() or c in "_" + extra)))
         return (
             f"details[{key!r}] {text[:60]!r} holds {bad!r}, not a Stripe id "
-            "(letters, digits and _ only)"
+            f"(letters, digits{', -' if extra else ''} and _ only)"
         )
     prefix = ID_PREFIXES.get(key)
     if prefix and not text.startswith(prefix):

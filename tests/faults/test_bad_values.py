@@ -42,8 +42,9 @@ def _world(url: str, sandbox: Sandbox) -> dict[str, Any]:
     pg = engine.dialect.name == "postgresql"
     if not pg:  # an accounts table without a primary key (SQLite keeps what it is given)
         with engine.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE accounts (id VARCHAR(36), shop_id VARCHAR(36), "
-                                 "name VARCHAR(255), hash_name VARCHAR(255), details JSON)"))  # fmt: skip
+            columns = "id VARCHAR(36), shop_id VARCHAR(36), name VARCHAR(255), "
+            columns += "hash_name VARCHAR(255), details JSON"
+            conn.execute(sa.text(f"CREATE TABLE accounts ({columns})"))
     shopbackend.create(url)
     if pg:  # shop-backend's constraints dropped, as a hand-edited database may have them
         with engine.begin() as conn:
@@ -51,7 +52,8 @@ def _world(url: str, sandbox: Sandbox) -> dict[str, Any]:
             conn.execute(sa.text("ALTER TABLE accounts DROP CONSTRAINT accounts_shop_id_fkey"))
     keys = {"A": make_key("valA"), "B": make_key("valB")}
     shops = {n: uuid.uuid4() for n in keys}
-    cus = {n: sandbox.seed(k, "customers", [{"email": f"{n}{i}@x.io"} for i in range(5 if n == "A" else 4)])
+    sizes = {"A": 5, "B": 4}
+    cus = {n: sandbox.seed(k, "customers", [{"email": f"{n}{i}@x.io"} for i in range(sizes[n])])
            for n, k in keys.items()}  # fmt: skip
     ids: dict[str, uuid.UUID] = {}
     accounts: list[dict[str, Any]] = []
@@ -63,8 +65,8 @@ def _world(url: str, sandbox: Sandbox) -> dict[str, Any]:
     for i, (label, text, _) in enumerate(BAD_IDS):
         account(label, shops["A"], f"bad{i}@x.io", text)
     # a NUL elsewhere in the details: the link itself is good and stays one
-    account("NUL elsewhere", shops["A"], "A0@x.io",
-            '{"note": "a\\u0000b", "stripe_customer_id": "%s"}' % cus["A"][0])  # fmt: skip
+    nul = json.dumps({"note": "a\x00b", "stripe_customer_id": cus["A"][0]})  # '\\u0000'
+    account("NUL elsewhere", shops["A"], "A0@x.io", nul)
     for i in (1, 2, 3, 4):
         account(f"good A{i}", shops["A"], f"A{i}@x.io", {"stripe_customer_id": cus["A"][i]})
     for i in range(4):
