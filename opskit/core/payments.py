@@ -208,8 +208,9 @@ def match_orders(
             res.order_payment[o], res.payment_order[pos] = pos, o
             res.order_score[o], res.order_method[o] = 1.0, "metadata"
 
-    # 2. candidates for the rest.
-    o_free = np.flatnonzero(res.order_payment < 0)
+    # 2. candidates for the rest. An order whose amount could not be read (<NA>, its
+    # row_error says why) is never scored: only a payment naming it can match it.
+    o_free = np.flatnonzero((res.order_payment < 0) & orders["amount"].notna().to_numpy(dtype=bool))
     p_free = np.flatnonzero(scored_pool)
     if len(o_free) == 0 or len(p_free) == 0:
         return res
@@ -417,7 +418,8 @@ def _order_rows(orders: pd.DataFrame, payments: pd.DataFrame, m: Matches) -> pd.
             dispute.isin(OPEN_DISPUTES).fillna(False).to_numpy(bool),
             ((refunded >= received) & (received > 0)).fillna(False).to_numpy(bool),
             (refunded > 0).fillna(False).to_numpy(bool),
-            (received != o["amount"].astype("Int64")).fillna(False).to_numpy(bool),
+            # an order amount that could not be read is never a match of any payment
+            (received != o["amount"].astype("Int64")).fillna(True).to_numpy(bool),
         ],
         [
             "ambiguous",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -128,6 +128,15 @@ def _world(url: str, sandbox: Sandbox) -> dict[str, Any]:
     subs = sandbox.seed(keys["A"], "subscriptions", [
         {"customer": cus["A"][i + 1], "price": price}
         for i, price in enumerate(price_ids)])  # fmt: skip
+    # payments of the bad orders' account: one names the Infinity order in its metadata
+    # (matched, but never a "match"), one has no order of its amount (never paired with
+    # an order whose amount could not be read)
+    at = int(datetime(2026, 1, 5, 10, 5, tzinfo=UTC).timestamp())
+    sandbox.seed(keys["A"], "payment_intents", [
+        {"amount": 500, "currency": "eur", "customer": cus["A"][1], "status": "succeeded",
+         "created": at, "metadata": {"order_id": str(orders["Infinity"])}},
+        {"amount": 777, "currency": "eur", "customer": cus["A"][1], "status": "succeeded",
+         "created": at}])  # fmt: skip
     return {"pg": pg, "keys": keys, "shops": {n: str(v) for n, v in shops.items()},
             "accounts": {k: str(v) for k, v in ids.items()}, "cus": cus,
             "products": {k: str(v) for k, v in products.items()},
@@ -234,7 +243,13 @@ def test_bad_values_are_flagged_rows_and_the_run_goes_on(
             if not any(s in why for s in says_any) or not pd.isna(row["amount"].iloc[0]):
                 return "wrong", f"order read as {row.iloc[0].to_dict()}"
             rep = box["payments"][box["payments"]["order_id"] == oid]
-            if len(rep) != 1 or why not in str(rep["detail"].iloc[0]):
+            # only the payment naming it matches it; never a "match" of an unknown amount
+            status = "amount_mismatch" if label == "Infinity" else "order_unpaid"
+            if (
+                len(rep) != 1
+                or why not in str(rep["detail"].iloc[0])
+                or rep["status"].iloc[0] != status
+            ):
                 return "wrong", f"payment rows {rep[['status', 'detail']].to_dict('records')}"
             return "right", why
 
