@@ -87,7 +87,13 @@ def build_plan(
     """
     allowed = set(keys)
     # Empty details (NULL, JSON null, {}) are an empty object to apply, so they are plannable.
-    ok = accounts["details_error"].isna() if len(accounts) else None
+    # An account id two rows share (row_error says so) is never planned: one UPDATE by
+    # that id would write both rows.
+    ok = (
+        accounts["details_error"].isna() & ~accounts["account_id"].duplicated(keep=False)
+        if len(accounts)
+        else None
+    )
     readable = accounts[ok] if ok is not None else accounts
     by_id: dict[str, dict[Any, Any]] = {
         str(r["account_id"]): r for r in readable.to_dict("records") if not _na(r["account_id"])
