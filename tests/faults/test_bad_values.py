@@ -283,6 +283,19 @@ def test_bad_values_are_flagged_rows_and_the_run_goes_on(
 
     assert tally.run(f"account id on two rows ({kind})", duplicate) == "right"
 
+    def link_refused() -> tuple[str, str]:
+        # the writes keep the loaders' rule: refused before any request
+        before = sandbox.request_count(w["keys"]["A"])
+        try:
+            ops.link_customer(w["accounts"]["good A1"], "cus_x/../../v1/customers?limit=100")
+        except opskit.InputError as exc:
+            if "holds '/'" not in exc.message or sandbox.request_count(w["keys"]["A"]) != before:
+                return "wrong", exc.message
+            return "right", exc.message
+        return "wrong", "linked"
+
+    assert tally.run(f"link_customer with a path as id ({kind})", link_refused) == "right"
+
 
 def test_the_cli_runs_over_bad_values(empty_db_url: str, sandbox: Sandbox, tally: Tally) -> None:
     from typer.testing import CliRunner
