@@ -354,8 +354,15 @@ class Ops(MoneyOps):
         )
 
     def apply_sync(self, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
-        """Apply a plan (or a filtered part of one), one transaction per shop, audited."""
-        return sync.apply_plan(self.ctx, plan, actor=actor)
+        """Apply a plan (or a filtered part of one), one transaction per shop, audited.
+
+        Each row is first held to the planner's rules, asking the shop's Stripe now
+        (:mod:`opskit.writes.plan_checks`): an edited or outdated row is ``refused``
+        (reason in ``detail``, audited) with the rest of its account's rows.
+        """
+        from opskit.writes import plan_checks
+
+        return plan_checks.apply_checked(self.ctx, plan, actor=actor)
 
     def create_customer(self, account_id: IdLike, **kwargs: Any) -> dict[str, Any]:
         """Create the account's Stripe customer in its shop and store the id in details.

@@ -227,10 +227,11 @@ def test_sync_plan_then_apply_then_audit(backend: Backend, tmp_path: Path) -> No
         [10, "stripe_customer_id", "deleted_in_stripe"]
     ]
     assert run("sync", *conn, "--apply", str(plan)).exit_code == 3  # no --actor
-    result = run("sync", "--database-url", url, "--apply", str(plan), "--actor", "ana")
+    # Applying asks the shop's Stripe (is the customer really deleted?): the sandbox.
+    result = run("sync", *conn, "--apply", str(plan), "--actor", "ana")
     assert result.exit_code == 0, result.output
     assert "Applied 1 of 1" in result.stdout
-    again = run("sync", "--database-url", url, "--apply", str(plan), "--actor", "ana")
+    again = run("sync", *conn, "--apply", str(plan), "--actor", "ana")
     # Applied already (a re-run after a crash): success, said so, nothing written twice.
     assert again.exit_code == 0 and "already applied" in again.stdout, again.output
     log = run("audit", "--database-url", url)

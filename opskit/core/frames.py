@@ -226,7 +226,7 @@ SYNC_PLAN: Spec = {
 
 SYNC_RESULT: Spec = {
     **SYNC_PLAN,
-    "outcome": "string",  # applied / already_applied / stale / error
+    "outcome": "string",  # applied / already_applied / stale / error / refused
     "audit_id": "Int64",
     "detail": "string",
 }

@@ -579,8 +579,10 @@ def sync(
     """Pull Stripe's state into local account details: plan first (dry run), then apply.
 
     --plan-out: writes the plan, nothing else; exit 0 nothing to change, 1 changes
-    proposed, 2 a shop failed. --apply PLAN --actor NAME: writes them, audited;
-    exit 0 all applied (or already applied), 1 some rows stale or in error (see the table).
+    proposed, 2 a shop failed. --apply PLAN --actor NAME: checks each row against the
+    shop's Stripe now (an edited link, snapshot or time is refused with its account),
+    writes the rest, audited; exit 0 all applied (or already applied), 1 some rows
+    refused, stale or in error (see the table).
     """
     with _guard(debug), _quiet_logs(quiet):
         if (plan_out is None) == (apply is None):
@@ -703,7 +705,8 @@ def _sync_apply(
             "--apply needs --actor NAME", guidance="Say who applies: --actor your.name."
         )
     plan = _read_plan(plan_path)
-    ops = _connect(database_url, stripe_api_base, needs_stripe=False, schema=schema)
+    # Stripe is asked: every row is checked against the shop's Stripe as it is now.
+    ops = _connect(database_url, stripe_api_base, schema=schema)
     result = ops.apply_sync(plan, actor=actor)
     applied = int((result["outcome"] == "applied").sum())
     already = int((result["outcome"] == "already_applied").sum())
