@@ -18,8 +18,9 @@ Stripe account now, and applies only the rows that pass:
 * ``stripe_synced_at``: an ISO-8601 time with a zone, after 2000 and not in the
   future (``infinity``, ``0000-00-00`` and free text are refused). Never removed.
   A snapshot and its time are one sync: neither is applied without the other.
-* ``stripe_subscription_id`` / ``stripe_price_id`` / ``subscription_status``: a
-  ``sub_...`` id, a ``price_...`` id, one of Stripe's subscription statuses.
+* ``stripe_subscription_id`` / ``stripe_price_id``: the loaders' one id rule
+  (:func:`opskit.common.models.stripe_id_problem`); ``subscription_status``: one of
+  Stripe's subscription statuses.
 
 A refused row gets outcome ``refused`` with the reason in ``detail`` and a
 ``refused`` audit row (``sync.set_detail``); every other row of the same account
@@ -45,6 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from opskit.backend import audit
 from opskit.common.context import Context
 from opskit.common.exceptions import InputError, OpskitError
+from opskit.common.models import ID_KEYS, stripe_id_problem
 from opskit.core import frames
 from opskit.core.normalize import email_key
 from opskit.core.snapshots import differing_fields
@@ -56,11 +58,7 @@ __all__ = ["apply_checked", "check_plan"]
 
 log = logging.getLogger(__name__)
 
-_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9]+")
-_FORMATS = {
-    "stripe_subscription_id": (re.compile(r"sub_[A-Za-z0-9]+"), "a subscription id (sub_...)"),
-    "stripe_price_id": (re.compile(r"(price|plan)_[A-Za-z0-9_]+"), "a price id (price_...)"),
-}
+_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9_]+")
 _PAIR = ("stripe_customer", "stripe_synced_at")
 _SKEW = timedelta(minutes=5)
 
@@ -154,9 +152,10 @@ def _check_row(
 ) -> str | None:
     key, shop, aid = str(row.key), str(row.shop_id), str(row.account_id)
     new = _s(row.new_value)
-    if key in _FORMATS and new is not None:
-        pattern, what = _FORMATS[key]
-        return None if pattern.fullmatch(new) else f"{new!r} is not {what}"
+    if key in ID_KEYS and new is not None:  # the loaders' one id rule first
+        problem = stripe_id_problem(key, new)
+        if problem:
+            return problem
     if key == "subscription_status" and new is not None:
         return None if new in STATUSES else f"{new!r} is not a Stripe subscription status"
     if key == "stripe_synced_at":
@@ -276,6 +275,15 @@ def _keep_syncs_whole(plan: pd.DataFrame, reasons: dict[Hashable, str]) -> None:
                     )
 
 
+def _ids_blanked(plan: Any) -> Any:
+    """``plan`` with its Stripe-id values blanked (for checking the plan's shape only)."""
+    if not isinstance(plan, pd.DataFrame) or not {"key", "new_value"} <= set(plan.columns):
+        return plan
+    blank = plan.copy()
+    blank.loc[blank["key"].isin(ID_KEYS), "new_value"] = None
+    return blank
+
+
 def apply_checked(ctx: Context, plan: pd.DataFrame, *, actor: str) -> pd.DataFrame:
     """:func:`check_plan`, audit the refused rows, apply the rest (SYNC_RESULT, plan order)."""
     if not isinstance(actor, str) or not actor.strip():
@@ -283,7 +291,10 @@ def apply_checked(ctx: Context, plan: pd.DataFrame, *, actor: str) -> pd.DataFra
             f"actor {actor!r} is not a name",
             guidance="Pass actor='your.name' so the audit log says who wrote.",
         )
-    df = sync._validate(plan, ctx.db.schema.details_keys).reset_index(drop=True)
+    # The plan's shape first (columns, keys, one row per account and key); a malformed
+    # Stripe id is a refused row here (reported, the rest applied), not a refused plan.
+    sync._validate(_ids_blanked(plan), ctx.db.schema.details_keys)
+    df = frames.conform(plan, frames.SYNC_PLAN).reset_index(drop=True)
     if df.empty:
         return frames.empty(frames.SYNC_RESULT)
     reasons = check_plan(ctx, df)
