@@ -101,7 +101,8 @@ def test_create_payment_intent_refuses_isk_fractions_before_any_request(
             ops.create_payment_intent(10, 550, "isk")
         assert "500 (ISK 5.00)" in (info.value.guidance or "")
         assert sandbox.request_count(key) == before  # nothing was sent
-        assert ops.audit_log().empty  # nothing was attempted
+        log = ops.audit_log()  # refused before any request: one refused row, no intent
+        assert log["outcome"].tolist() == ["refused"] and "ISK 5.50" in log["error"].iloc[0]
         intent = ops.create_payment_intent(10, 500, "isk", actor="test")
         assert (intent["amount"], intent["currency"]) == (500, "isk")
         ugx = ops.create_payment_intent(10, 5000, "ugx", actor="test")

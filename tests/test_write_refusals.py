@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from opskit.backend.db import create_reference_tables
 from opskit.common.exceptions import (
@@ -20,6 +21,7 @@ from opskit.common.exceptions import (
     StripeCustomerMissing,
     UnknownAccount,
 )
+from opskit.faces.cli import app
 from opskit.sandbox import Sandbox
 from opskit.writes import actions, link
 from tests.conftest import fresh_sqlite_url
@@ -115,6 +117,12 @@ def test_a_replayed_payment_intent_is_marked(world: World) -> None:
     assert newest["outcome"] == "ok" and _params(newest).get("already_done") is True
     assert "replayed" in str(newest.get("resolution"))
     assert _params(rows.iloc[1]).get("already_done") is None  # the first was a new write
+    shown = CliRunner().invoke(
+        app, ["audit", "--database-url", world.url, "--action", "payment_intent.*"],
+        env={"COLUMNS": "250"},
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.count("ok (already done)") == 1, shown.stdout
 
 
 def test_every_write_that_returns_an_earlier_result_marks_it(world: World) -> None:

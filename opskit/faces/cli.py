@@ -880,7 +880,12 @@ def audit(
         df = ops.audit_log(limit=limit, actor=actor, shop_id=ids or None, action=action)
         console = _console(quiet)
         cols = ["audit_id", "at", "actor", "shop_id", "action", "target", "outcome", "error"]
-        console.print(_df_table(df[cols], title=f"Audit log ({len(df)} rows, newest first)"))
+        # A write that returned an earlier result (a replay, already done) says so here.
+        done = df["params"].astype("string").str.contains('"already_done": ?true', regex=True)
+        shown = df[cols].assign(
+            outcome=df["outcome"].where(~done.fillna(False), df["outcome"] + " (already done)")
+        )
+        console.print(_df_table(shown, title=f"Audit log ({len(df)} rows, newest first)"))
         if out is not None:
             for path in report.write_report({"audit": df}, out, resolved, title="opskit audit"):
                 console.print(f"Wrote {path}")
