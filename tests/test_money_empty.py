@@ -46,6 +46,16 @@ CASES: dict[str, tuple[Callable[[], pd.DataFrame], dict[str, Any]]] = {
         lambda: ledger.payout_report(_NO_PAYOUTS, _NO_TXNS, _BALANCE, period_end=_END),
         frames.PAYOUT_REPORT,
     ),
+    "end_balances": (
+        lambda: ledger.end_balances([], _NO_TXNS, _END),
+        {
+            "shop_id": "string",
+            "currency": "string",
+            "balance": "Int64",
+            "pending": "Int64",
+            "available": "Int64",
+        },
+    ),  # fmt: skip
     "daily_overview": (
         lambda: ledger.daily_overview(_NO_TXNS, _NO_CHARGES, _BALANCE),
         frames.DAILY_OVERVIEW,
@@ -103,6 +113,8 @@ def test_a_period_without_payouts_reads_as_empty(world: CliWorld, when: dict[str
     _same_columns(ops.payments(["1"], progress=False, **when), frames.PAYMENTS)
     _same_columns(ops.daily_overview(["1"], progress=False, **when), frames.DAILY_OVERVIEW)
     _same_columns(ops.reconcile_payments(["1"], progress=False, **when), frames.PAYMENT_REPORT)
+    items = ops.payout_items(shop_ids=["1"], progress=False, **when)
+    _same_columns(items, frames.BALANCE_TRANSACTIONS)
 
 
 def test_cli_money_on_an_empty_period_exits_0(world: CliWorld, tmp_path: Path) -> None:

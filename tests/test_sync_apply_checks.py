@@ -177,3 +177,15 @@ def test_the_plan_as_made_applies_and_a_forged_account_does_not_stop_the_others(
     # The rest, as made, applied: applying it again changes nothing.
     again = w.ops().apply_sync(plan[plan["account_id"] != w.acc["one"]], actor="ann")
     assert set(again["outcome"]) == {"already_applied"}
+
+
+def test_a_row_of_an_unknown_shop_does_not_let_the_others_go_unchecked(
+    world: W, plan: pd.DataFrame
+) -> None:
+    forged = _edit(plan, world.acc["three"], "stripe_customer_id", world.cus["attacker"])
+    forged = forged[forged["account_id"] == world.acc["three"]]
+    stray = forged.assign(shop_id=str(uuid.uuid4()), account_id=str(uuid.uuid4()))
+    before = world.details()
+    result = world.ops().apply_sync(pd.concat([forged, stray], ignore_index=True), actor="ann")
+    assert (result["outcome"] == "refused").all(), result[["shop_id", "outcome", "detail"]]
+    assert world.details() == before

@@ -72,11 +72,20 @@ def check_plan(ctx: Context, plan: pd.DataFrame) -> dict[Hashable, str]:
     reasons: dict[Hashable, str] = {}
     if plan.empty:
         return reasons
-    shop_ids = sorted({str(s) for s in plan["shop_id"]})
-    try:
-        accounts = ctx.db.load_accounts(shop_ids)
-    except (OpskitError, SQLAlchemyError):
-        return reasons  # apply_plan reports the database's own error per row
+    parts, unreadable = [], {}
+    for shop_id in sorted({str(s) for s in plan["shop_id"]}):
+        try:  # shop by shop: an unknown shop never lets the others' rows go unchecked
+            parts.append(ctx.db.load_accounts([shop_id]))
+        except (OpskitError, SQLAlchemyError) as exc:
+            unreadable[shop_id] = (
+                exc.message if isinstance(exc, OpskitError) else type(exc).__name__
+            )
+    for row in plan.itertuples():
+        if str(row.shop_id) in unreadable:
+            reasons[row.Index] = f"shop {row.shop_id}: {unreadable[str(row.shop_id)]}"
+    if not parts:
+        return reasons
+    accounts = pd.concat(parts, ignore_index=True)
     acc = {
         str(a): r for a, r in zip(accounts["account_id"], accounts.to_dict("records"), strict=True)
     }
@@ -90,7 +99,7 @@ def check_plan(ctx: Context, plan: pd.DataFrame) -> dict[Hashable, str]:
             )
     for row in plan.itertuples():
         account = acc.get(str(row.account_id))
-        if account is None or str(account["shop_id"]) != str(row.shop_id):
+        if row.Index in reasons or account is None or str(account["shop_id"]) != str(row.shop_id):
             continue  # apply_plan says "unknown account" / "now in another shop"
         why = _check_row(row, account, acc, links, live, failed, planned_links)
         if why:
