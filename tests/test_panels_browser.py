@@ -103,10 +103,18 @@ def test_plan_rows_untick_one_at_a_time(tmp_path: Path) -> None:
         _button(panel, "Build plan (dry run)").click()
         boxes = panel.locator(".opskit-plan input[type=checkbox]")
         boxes.first.wait_for(timeout=60_000)
-        n = boxes.count()
+        # The plan's rows arrive in the page over a few frames: take n from the Apply
+        # button (the panel's own count), then wait until every row is there and ticked.
+        first_apply = panel.locator("button").filter(has_text=re.compile(r"^\s*Apply \d+ ticked"))
+        first_apply.wait_for(timeout=10_000)
+        n = int(re.findall(r"\d+", first_apply.inner_text())[0])
         assert n > 3
-        checked = panel.locator(".opskit-plan input[type=checkbox]:checked")
-        assert checked.count() == n
+        page.wait_for_function(
+            """n => document.querySelectorAll('.opskit-plan input[type=checkbox]').length === n
+                && document.querySelectorAll('.opskit-plan input:checked').length === n""",
+            arg=n,
+            timeout=10_000,
+        )
 
         boxes.nth(1).click()  # a plain click on one row: only that row changes
         page.wait_for_function(
