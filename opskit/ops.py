@@ -388,6 +388,9 @@ class Ops(MoneyOps):
 
         What ``create_customer`` refuses to duplicate (it raises ``DuplicateCustomer``
         naming them unless ``allow_duplicate=True``); link one with :meth:`link_customer`.
+        Listed for an account that already links a customer too (likely duplicates of
+        it; linking one then needs ``force=True``); never the account's own customer.
+        See :func:`opskit.writes.link.same_email_offer`.
         """
         from opskit.writes import link
 

@@ -65,6 +65,7 @@ from opskit.common.stripe_modes import other_mode, stripe_message
 from opskit.core import subscription_status
 from opskit.core.money import format_money, validate_amount
 from opskit.stripeapi.clients import client_for_shop, client_limits
+from opskit.writes import inflight
 from opskit.writes.guard import check_live_write
 from opskit.writes.idempotency import derive_key, step_key
 from opskit.writes.lookup import TAG, find_written
@@ -190,6 +191,8 @@ class _Write:
         Raises :class:`AuditUnavailable` (nothing sent) when the database will not
         take the row: a lock held past its timeout, a read-only role, a bad table name.
         """
+        if self.intent_id is not None and key == self.key:
+            return self.intent_id  # claimed before the checks (create_customer): sent under it
         self.key = key
         try:
             self.intent_id = audit.begin_intent(
@@ -575,6 +578,19 @@ def _find_out(
     return None
 
 
+def current_link(
+    write: _Write, client: stripe.StripeClient, existing: str
+) -> dict[str, Any] | None:
+    """The customer an account links now, before a write replaces or keeps it; None if gone.
+
+    The one place the rule is decided for every write that may replace a link
+    (:func:`create_customer`, :func:`opskit.writes.link.link_customer`): a link to a
+    customer of the key's other mode (``mode_mismatch``) is never replaced, whatever
+    ``force`` says (refused, audited; see :func:`_retrieve`).
+    """
+    return _retrieve(write, lambda: client.v1.customers.retrieve(existing))
+
+
 def _retrieve(write: _Write, fn: Any) -> dict[str, Any] | None:
     """A read before a write: the object as a dict, or None when Stripe says 404.
 
@@ -671,7 +687,7 @@ def create_customer(
         raise exc0
     client = write.client()
     if existing:
-        current = _retrieve(write, lambda: client.v1.customers.retrieve(existing))
+        current = current_link(write, client, existing)
         if current is not None and not current.get("deleted"):
             if _made_by(current) == call:
                 write.record("ok", result=existing, params={**key_params, "already_done": True})
@@ -685,6 +701,11 @@ def create_customer(
                 write.record("refused", error=exc2.message)
                 raise exc2
     if not allow_duplicate:
+        # Claim first: the intent, committed, is what a concurrent create for the same
+        # email (another account, another process) waits for before its own check.
+        write.begin(write.key or "")
+        _wait_for_earlier_creates(write, account, params["email"])
+        _refuse_linked_meanwhile(write, aid, existing)
         _refuse_duplicate(write, client, account, params["email"], call)
     metadata = {"opskit_account_id": str(aid), "opskit_call": call, TAG: write.key}
     body = {k: v for k, v in params.items() if v is not None} | {"metadata": metadata}
@@ -716,12 +737,80 @@ def _refuse_duplicate(
         return
     ids = [str(c["id"]) for c in same]
     more = f" (and {', '.join(ids[1:])})" if len(ids) > 1 else ""
+    stored = same[0].get("email")  # as the customer has it (Ann@X.io vs the account's ann@x.io)
     refused = DuplicateCustomer(
         f"account {account.id}: shop {write.shop.id}'s Stripe account already has customer "
-        f"{ids[0]}{more} with the email {email!r}, and no account links it; nothing created",
+        f"{ids[0]}{more} with the email {stored!r} (the account's {email!r} by opskit's "
+        "email rule), and no account links it; nothing created",
         customer_ids=ids,
         guidance=f"Link it: ops.link_customer({str(account.id)!r}, {ids[0]!r}, actor=...); "
         "or pass allow_duplicate=True to create a second customer anyway.",
+    )
+    write.record("refused", error=refused.message)
+    raise refused
+
+
+def _refuse_linked_meanwhile(write: _Write, aid: str, existing: str | None) -> None:
+    """Refuse (audited) when the account's link changed since this call read it.
+
+    An earlier create (another call for this account, waited for) may have linked a
+    customer: creating one more would only fail to be stored, a duplicate in Stripe.
+    """
+    try:
+        _, now = _load_account(write.ctx, aid)
+    except OpskitError as exc:
+        write.record("error", error=exc)
+        raise
+    linked = now.get("stripe_customer_id")
+    linked = str(linked) if linked else None
+    if linked == existing:
+        return
+    refused = InputError(
+        f"account {aid} links customer {linked} now (linked while this call waited for "
+        f"another create of the same email); nothing created",
+        guidance="Look at the account again: it may need no new customer. To replace the "
+        "link, call create_customer again with force=True.",
+    )
+    write.record("refused", error=refused.message)
+    raise refused
+
+
+def _wait_for_earlier_creates(write: _Write, account: Account, email: str) -> None:
+    """Wait until no earlier ``customer.create`` for this shop and email is in flight.
+
+    Earlier: an open intent (pending/unknown) with a lower audit_id than this write's
+    own, claimed one, for another call (another account, or the same account with
+    other parameters) whose email is the same by opskit's email rule. Waits up to
+    :data:`opskit.writes.inflight.IN_FLIGHT_WAIT` seconds; still open then (a slow
+    write, or one whose process died: only ``opskit recover`` closes its intent), refused with
+    :class:`DuplicateCustomer` naming it, nothing sent.
+    """
+    mine = write.intent_id
+    if mine is None:
+        return
+    deadline = time.monotonic() + inflight.IN_FLIGHT_WAIT
+    while True:
+        try:
+            earlier = inflight.in_flight_creates(
+                write.ctx.db, write.shop.id, email, before=mine, key=write.key
+            )
+        except (SQLAlchemyError, OpskitError) as exc:
+            write.record("error", error=exc if isinstance(exc, OpskitError) else _db_error(exc))
+            raise
+        if not earlier:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    first = earlier[0]
+    refused = DuplicateCustomer(
+        f"account {account.id}: another customer.create for the email {email!r} in shop "
+        f"{write.shop.id} is in flight or was interrupted (audit_id {first['audit_id']}, "
+        f"{first['target']}, by {first['actor']}); nothing created, so as not to make a "
+        "second customer for the same person",
+        customer_ids=[],
+        guidance="Wait a moment and try again; if that write's process died, run "
+        "`opskit recover` first (it finds and links the customer it may have made).",
     )
     write.record("refused", error=refused.message)
     raise refused

@@ -13,7 +13,7 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
-from opskit.common.exceptions import DuplicateCustomer
+from opskit.common.exceptions import DuplicateCustomer, InputError
 from opskit.faces.widgets._common import (
     Confirm,
     Message,
@@ -407,16 +407,44 @@ class PaymentPanel(w.VBox):
     def link_customer(
         self, account_id: Any, customer_id: str, *, confirmed_live: bool = False
     ) -> None:
-        """Link the customer (called by the confirmation) and show the account as linked."""
-        self.ops.link_customer(
-            account_id, customer_id, actor=self.actor.value, confirm=confirmed_live
-        )
+        """Link the customer (called by the confirmation) and show the account as linked.
+
+        Refused (another account linked the customer meanwhile, its email changed, the
+        account got a customer): the offer is asked again, so the Link button never
+        offers a customer that was just refused, and the panel says why in its own terms.
+        """
+        try:
+            self.ops.link_customer(
+                account_id, customer_id, actor=self.actor.value, confirm=confirmed_live
+            )
+        except InputError as exc:  # a refusal (a LiveWriteRefused is not one: guarded says it)
+            self._refused(account_id, exc.message)
+            return
         self._linked(account_id)
         self.message.show(
             "success",
             f"Linked Stripe customer {customer_id} to the account (no new customer made).",
             "Now type the amount and press Create PaymentIntent.",
         )
+
+    def _refused(self, account_id: Any, text: str) -> None:
+        """After a refused write: read the account and its offer again, then say why."""
+        try:
+            self._linked(account_id)  # the accounts as the database has them now
+        except Exception:  # noqa: BLE001 - the refusal is what the user must see
+            self._same_email = []
+            self.link_button.layout.display = "none"
+        if self._has_customer():
+            hint = "This account has a Stripe customer now: type the amount and press Create "
+            hint += "PaymentIntent."
+        elif self._same_email:
+            cid = self._same_email[0]["id"]
+            hint = f"The offer is up to date now: press Link {cid} to link that customer, or "
+            hint += "Create new customer anyway."
+        else:
+            hint = "No other customer with this email is free to link: press Create Stripe "
+            hint += "customer to make one."
+        self.message.show("error", text, hint)
 
     def _linked(self, account_id: Any) -> None:
         """Read the accounts again and show ``account_id``, now linked."""
