@@ -190,3 +190,33 @@ def test_panel_offers_to_link_the_same_email_customer_first(session: DemoSession
     assert after == creates  # nothing created in Stripe
     row = session.ops.audit_log(action="customer.link").iloc[0]
     assert (row["outcome"], row["result"], row["actor"]) == ("ok", offered[0], "refusals")
+
+
+def test_a_refused_link_refreshes_the_offer_and_speaks_panel(session: DemoSession) -> None:
+    """Another account linked the offered customer meanwhile: the click is refused, the
+    panel offers the next free same-email customer, and says so without Python advice."""
+    assert session.sandbox is not None
+    unlinked = _unlinked(session, "1")
+    account_id, email = unlinked.iloc[0]["account_id"], str(unlinked.iloc[0]["email"])
+    other = unlinked.iloc[1]["account_id"]
+    key = session.ops.ctx.db.shop("1").stripe_secret_key
+    assert key is not None
+    session.sandbox.seed(key, "customers", [{"email": email.lower()}] * 2)
+    before = [str(c["id"]) for c in session.ops.same_email_customers(account_id)]
+    assert len(before) >= 2
+    panel = widgets.payment_panel(session.ops, actor="refusals")
+    panel.shop.value = "1"
+    panel.account.value = account_id
+    assert panel.link_button.description == f"Link {before[0]} (same email)"
+    session.ops.link_customer(other, before[0], actor="elsewhere", force=True)  # meanwhile
+    panel.link_button.click()
+    panel.confirm.confirm_button.click()
+    assert panel.message.kind == "error" and "already linked by account" in panel.message.text
+    for python in ("force=True", "ops.", "()", "pass "):
+        assert python not in panel.message.text
+    assert panel.link_button.layout.display != "none"
+    assert panel.link_button.description == f"Link {before[1]} (same email)"
+    assert f"press Link {before[1]}" in panel.message.text
+    assert session.ops.accounts(["1"]).set_index("account_id").loc[account_id][
+        "stripe_customer_id"
+    ] is pd.NA
