@@ -138,9 +138,7 @@ def test_concurrent_links_of_one_customer_link_it_once(w: World) -> None:
     kinds = sorted(kind for kind, _ in results)
     assert kinds == ["err", "ok"], results
     (refused,) = [exc for kind, exc in results if kind == "err"]
-    assert isinstance(refused, InputError) and f"{cid} is already linked by account" in str(
-        refused
-    )
+    assert isinstance(refused, InputError) and f"{cid} is already linked by account" in str(refused)
     assert [w.link(10), w.link(11)].count(cid) == 1  # never a duplicate_link
     rows = w.ops.audit_log(action="customer.link")
     assert sorted(rows["outcome"]) == ["ok", "refused"]

@@ -217,6 +217,7 @@ def test_a_refused_link_refreshes_the_offer_and_speaks_panel(session: DemoSessio
     assert panel.link_button.layout.display != "none"
     assert panel.link_button.description == f"Link {before[1]} (same email)"
     assert f"press Link {before[1]}" in panel.message.text
-    assert session.ops.accounts(["1"]).set_index("account_id").loc[account_id][
-        "stripe_customer_id"
-    ] is pd.NA
+    assert (
+        session.ops.accounts(["1"]).set_index("account_id").loc[account_id]["stripe_customer_id"]
+        is pd.NA
+    )

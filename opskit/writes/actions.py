@@ -660,6 +660,15 @@ def create_customer(
     (:func:`opskit.writes.same_email.same_email_customers`): the error names it
     (``customer_ids``); link it with :func:`opskit.writes.link.link_customer`
     (``ops.link_customer``), or pass ``allow_duplicate=True`` to create another.
+
+    Concurrent creates for one shop and email (any process) run one after the
+    other (:mod:`opskit.writes.inflight`): the intent is committed before the
+    same-email check, which waits for earlier open intents of that email; one still
+    open after ``inflight.IN_FLIGHT_WAIT`` seconds (its process may have died:
+    ``opskit recover``) refuses with ``DuplicateCustomer`` (no ``customer_ids``,
+    the intent's audit_id in the message). An account linked while it waited is
+    refused (``InputError``). A link to the key's other mode is never replaced,
+    ``force`` or not (:func:`current_link`).
     """
     account, details = _load_account(ctx, account_id)
     shop = ctx.db.shop(account.shop_id)  # type: ignore[arg-type]

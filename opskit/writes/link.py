@@ -3,8 +3,10 @@
 :func:`link_customer` writes ``details.stripe_customer_id`` only, after asking the
 shop's Stripe that the customer exists there and is not deleted, has the account's
 email (opskit's email rule) and is linked by no other account of the shop. The
-details write and its audit row (action ``customer.link``) are one transaction;
-refusals are audited too. Nothing is written to Stripe, so no idempotency key and
+details write and its audit row (action ``customer.link``) are one transaction, in
+which "linked by no other account" is checked again while competing links of the same
+customer wait (:func:`_serialize_links`); refusals are audited too. A link to the
+key's other mode is never replaced (:func:`opskit.writes.actions.current_link`). Nothing is written to Stripe, so no idempotency key and
 no intent: repeating a link that holds is success (``already_done``).
 
 :func:`same_email_offer` is what a face shows before creating a customer: the
@@ -78,7 +80,11 @@ def link_customer(
     written) when the customer is not there or deleted, when its email is not the
     account's, when another account of the shop links it, or when the account
     already links another customer; ``force=True`` links it anyway in the last
-    three cases. A live key needs ``confirm=True``. Unreadable details are refused
+    three cases. A link to a customer of the key's other mode (``mode_mismatch``)
+    is never replaced, ``force`` or not (``InputError``, as ``create_customer``).
+    "Linked by no other account" is checked again inside the write's transaction,
+    which concurrent links of the same customer wait for: of two at once, one is
+    refused (``InputError``). A live key needs ``confirm=True``. Unreadable details are refused
     before anything (``DetailsUnreadable``). Linking the customer already linked
     returns it (audited ``ok`` with ``already_done``).
     """
