@@ -10,6 +10,7 @@ exactly what another process's write leaves there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -113,10 +114,8 @@ def _hold_after_first_check(ops: Ops, barrier: threading.Barrier) -> None:
         frame = original(*args, **kwargs)
         if first[0]:
             first[0] = False
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()
-            except threading.BrokenBarrierError:
-                pass
         return frame
 
     db.load_accounts = load_accounts  # type: ignore[method-assign]

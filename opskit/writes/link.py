@@ -6,7 +6,8 @@ email (opskit's email rule) and is linked by no other account of the shop. The
 details write and its audit row (action ``customer.link``) are one transaction, in
 which "linked by no other account" is checked again while competing links of the same
 customer wait (:func:`_serialize_links`); refusals are audited too. A link to the
-key's other mode is never replaced (:func:`opskit.writes.actions.current_link`). Nothing is written to Stripe, so no idempotency key and
+key's other mode is never replaced (:func:`opskit.writes.actions.current_link`).
+Nothing is written to Stripe, so no idempotency key and
 no intent: repeating a link that holds is success (``already_done``).
 
 :func:`same_email_offer` is what a face shows before creating a customer: the
