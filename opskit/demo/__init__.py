@@ -9,6 +9,7 @@ May import: the public API layer (``opskit.ops``), everything below it, and
 """
 
 from opskit.demo.home import DemoNotRunning, DemoWorldBusy, World, default_world, named_world
+from opskit.demo.marker import NotADemoDatabase
 from opskit.demo.session import DemoSession, attach, attach_or_start, start
 from opskit.demo.world import (
     SEED,
@@ -31,6 +32,7 @@ __all__ = [
     "DemoSession",
     "DemoShop",
     "DemoWorldBusy",
+    "NotADemoDatabase",
     "Sandbox",
     "World",
     "attach",

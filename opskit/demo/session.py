@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from opskit.backend.own_tables import reset_own_tables
 from opskit.demo import home, shopbackend
+from opskit.demo.marker import check_rebuildable
 from opskit.demo.money import plant_money
 from opskit.demo.world import (
     SEED,
@@ -97,6 +98,11 @@ def start(
     recorded beside the database while the session runs, so ``opskit.connect()``
     and the CLI in other processes use it.
 
+    Raises :class:`~opskit.demo.marker.NotADemoDatabase` (nothing dropped or
+    written) when ``url`` is a database the demo did not build: it has tables and no
+    demo marker (``opskit_demo_world``, written by every demo build); only an empty
+    database or a demo's is rebuilt.
+
     Raises :class:`~opskit.demo.home.DemoWorldBusy` when another process owns the
     world: its database is in use and is not re-seeded (attach with
     :func:`attach_or_start` or ``opskit.connect()``, or pass another ``world``).
@@ -105,7 +111,13 @@ def start(
         raise ValueError(f"unknown demo shape {shape!r}: use shop-backend or reference")
     place = _world(url, world)
     db_url = url or place.url
-    if place.lock_path in _owned or not home.own(place):  # this process's, or another's
+    if place.lock_path in _owned:  # this process's
+        raise place.busy_error()
+    if not (place.lock_path.exists() and place.owned_elsewhere()):  # (not another's world)
+        # Before the lock file, the sandbox or any write: only an empty database or one a
+        # demo built is re-seeded (NotADemoDatabase names the URL; nothing is touched).
+        check_rebuildable(db_url)
+    if not home.own(place):  # another process's
         raise place.busy_error()
     sandbox = Sandbox(port=port)
     try:

@@ -513,9 +513,17 @@ def database_rows(plan: SbPlan, dialect: str = "sqlite") -> dict[str, list[dict[
 
 
 def write_database(url: str, plan: SbPlan) -> None:
-    """(Re)create shop-backend's tables at ``url`` and fill them from ``plan``."""
+    """(Re)create shop-backend's tables at ``url`` and fill them from ``plan``.
+
+    Only in an empty database or one a demo built (:mod:`opskit.demo.marker`);
+    raises :class:`~opskit.demo.marker.NotADemoDatabase` before anything is dropped.
+    """
+    from opskit.demo.marker import check_rebuildable, write_marker
+
+    check_rebuildable(url)
     engine = sa.create_engine(url)
     try:
+        write_marker(engine, "shop-backend", plan.seed)  # first: a half-built world is ours
         for old in ("orders", "products", "licenses", "accounts", "shops"):  # any older demo
             with engine.begin() as conn:
                 if sa.inspect(conn).has_table(old):

@@ -397,9 +397,17 @@ def database_rows(plan: DemoPlan) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 
 def write_database(url: str, plan: DemoPlan) -> None:
-    """(Re)create the reference tables at ``url`` and fill them from ``plan``."""
+    """(Re)create the reference tables at ``url`` and fill them from ``plan``.
+
+    Only in an empty database or one a demo built (:mod:`opskit.demo.marker`);
+    raises :class:`~opskit.demo.marker.NotADemoDatabase` before anything is dropped.
+    """
+    from opskit.demo.marker import check_rebuildable, write_marker
+
+    check_rebuildable(url)
     engine = sa.create_engine(url)
     try:
+        write_marker(engine, "reference", plan.seed)  # first: a half-built world is ours
         create_reference_tables(engine, drop=True)
         md = sa.MetaData()
         shops_t = sa.Table("shops", md, autoload_with=engine)
