@@ -122,22 +122,27 @@ def start(
     sandbox = Sandbox(port=port)
     try:
         api_base = sandbox.start()
-        if shape == "reference":
-            seed = SEED if seed is None else seed
-            plan = build_plan(seed)
-            populate_stripe(plan, api_base)
-            populate_other_mode(plan, sandbox.seed_other_mode)
-            write_database(db_url, plan)
-        else:
-            seed = shopbackend.SEED if seed is None else seed
-            sb_plan = shopbackend.build_plan(seed)
-            shopbackend.populate(sb_plan, sandbox)
-            shopbackend.write_database(db_url, sb_plan)
-        ops = open_ops(db_url, stripe_api_base=api_base)
-        # The world was rebuilt: opskit's own rows about the previous one (audit, open
-        # intents, cursors, copies, deliveries) go too; only this database's.
-        reset_own_tables(ops.ctx.db)
-        plant_money(ops, sandbox)  # orders and payments with every money status
+        # The seeded world is the shops' past: its objects are there, but no shop's
+        # event stream holds their creation (README: "seeded objects emit no events"),
+        # so a refresh sees only what happens after; changes made later (the demo's
+        # planted day, opskit.demo.changes) emit their events as usual.
+        with sandbox.seeding():
+            if shape == "reference":
+                seed = SEED if seed is None else seed
+                plan = build_plan(seed)
+                populate_stripe(plan, api_base)
+                populate_other_mode(plan, sandbox.seed_other_mode)
+                write_database(db_url, plan)
+            else:
+                seed = shopbackend.SEED if seed is None else seed
+                sb_plan = shopbackend.build_plan(seed)
+                shopbackend.populate(sb_plan, sandbox)
+                shopbackend.write_database(db_url, sb_plan)
+            ops = open_ops(db_url, stripe_api_base=api_base)
+            # The world was rebuilt: opskit's own rows about the previous one (audit, open
+            # intents, cursors, copies, deliveries) go too; only this database's.
+            reset_own_tables(ops.ctx.db)
+            plant_money(ops, sandbox)  # orders and payments with every money status
         place.write_record(api_base, seed)
     except BaseException:
         sandbox.stop()

@@ -398,8 +398,12 @@ def install() -> None:
 Deliver = Callable[[IndexedStore, list[dict[str, Any]]], None]
 
 
-def middleware_for(deliver: Deliver) -> Any:
-    """An aiohttp middleware (inside the store swap) that turns changes into events."""
+def middleware_for(deliver: Deliver, muted: Callable[[], bool] = lambda: False) -> Any:
+    """An aiohttp middleware (inside the store swap) that turns changes into events.
+
+    While ``muted()`` is true (:meth:`opskit.sandbox.Sandbox.seeding`), requests change
+    objects and record no events: seeding a world's past, which no stream shows.
+    """
 
     @web.middleware
     async def events_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -418,6 +422,8 @@ def middleware_for(deliver: Deliver) -> Any:
             new = tracker.events(
                 log, request.get(REQUEST_ID), request.headers.get("Idempotency-Key")
             )
+            if muted():
+                new = []
             for event in new:
                 log.append(event)
             if new:

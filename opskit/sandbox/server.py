@@ -27,7 +27,7 @@ _CONFIG_FIELDS = (
 def build_app(pipeline: Pipeline, sandbox: Sandbox) -> web.Application:
     patches.apply()
     events.install()
-    events_mw = events.middleware_for(sandbox.hub.enqueue)
+    events_mw = events.middleware_for(sandbox.hub.enqueue, lambda: sandbox.events_muted)
     app = web.Application(middlewares=[pipeline.middleware, events_mw])
     _add_control_routes(app, sandbox)
     events.add_routes(app)

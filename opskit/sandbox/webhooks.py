@@ -28,6 +28,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -247,6 +248,22 @@ class EventsControl:
     pipeline: Any
     hub: WebhookHub
     _loop: asyncio.AbstractEventLoop | None
+    events_muted: bool = False  # see seeding()
+
+    @contextlib.contextmanager
+    def seeding(self) -> Iterator[None]:
+        """Inside: requests (any key) create and change objects but record no events.
+
+        For seeding a world's past over the API (the demo's customers, cards,
+        payments): that past is in the objects (``created``), never in a shop's
+        event stream, so ``GET /v1/events``, webhooks and a refresh see only what
+        happens after. Not reentrant across threads; the sandbox's owner seeds.
+        """
+        self.events_muted = True
+        try:
+            yield
+        finally:
+            self.events_muted = False
 
     def _on_loop(self, fn: Any) -> Any:  # provided by Sandbox
         raise NotImplementedError
