@@ -570,13 +570,15 @@ class Ops(MoneyOps):
         return rows
 
     def recover(
-        self, *, actor: str = "opskit", older_than: float = 60.0, dry_run: bool = False
+        self, *, actor: str = "opskit", older_than: float | None = None, dry_run: bool = False
     ) -> pd.DataFrame:
         """Resolve Stripe writes left without an outcome (a killed process, a lost answer).
 
-        Each open intent of the audit log older than ``older_than`` seconds is looked
-        up in Stripe by its tag and completed (see :mod:`opskit.writes.recovery`);
-        returns one row per intent (frames.RECOVERY).
+        Each open intent of the audit log older than ``older_than`` seconds (default:
+        ``Settings.request_deadline`` plus a margin) whose request cannot be in flight
+        any more (its writer is gone or past its deadline) is looked up in Stripe by
+        its tag and completed (see :mod:`opskit.writes.recovery`); returns one row per
+        intent resolved (frames.RECOVERY). Raises InputError for a negative age.
         """
         return recovery.recover(self.ctx, actor=actor, older_than=older_than, dry_run=dry_run)
 

@@ -61,6 +61,8 @@ __all__ = [
     "check_table_name",
     "complete",
     "ensure_table",
+    "extend_intent",
+    "intent_writers",
     "open_intents",
     "read_log",
 ]
@@ -104,6 +106,10 @@ def _intent_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("resolution", sa.Text, nullable=True),
+        # who sends the request (host:pid:start) and until when it may be in flight
+        # (the writer's deadline): recovery never calls such an intent "not written".
+        sa.Column("writer", sa.Text, nullable=True),
+        sa.Column("in_flight_until", sa.DateTime(timezone=True), nullable=True),
     ]
 
 
@@ -177,6 +183,8 @@ def append(
     error: str | BaseException | None = None,
     stripe_request_id: str | None = None,
     conn: sa.Connection | None = None,
+    writer: str | None = None,
+    in_flight_until: datetime | None = None,
 ) -> int:
     """Append one row and return its ``audit_id``.
 
@@ -205,6 +213,10 @@ def append(
         "error": None if error is None else _one_line(error),
         "stripe_request_id": stripe_request_id,
     }
+    if writer is not None:
+        row["writer"] = writer
+    if in_flight_until is not None:
+        row["in_flight_until"] = in_flight_until
     stmt = table.insert().values(**row).returning(table.c.audit_id)
     if conn is not None and _same_database(db):
         audit_id = int(conn.execute(stmt).scalar_one())
@@ -234,9 +246,14 @@ def begin_intent(
     target: str | None,
     params: Mapping[str, Any] | None,
     idempotency_key: str | None,
+    writer: str | None = None,
+    in_flight_until: datetime | None = None,
 ) -> int:
     """Commit a ``pending`` row for a Stripe write about to be sent; its ``audit_id``.
 
+    ``writer`` (``host:pid:start`` of the sending process) and ``in_flight_until``
+    (when its request is over at the latest: the writer's deadline) tell recovery
+    whether the request may still be in flight (:mod:`opskit.writes.inflight`).
     Raises whatever the database raises (``SQLAlchemyError``, :class:`ConfigurationError`):
     the caller must then not send the request.
     """
@@ -249,7 +266,41 @@ def begin_intent(
         params=params,
         idempotency_key=idempotency_key,
         outcome="pending",
+        writer=writer,
+        in_flight_until=in_flight_until,
     )
+
+
+def extend_intent(db: Database, audit_id: int, in_flight_until: datetime) -> None:
+    """Move an open intent's ``in_flight_until`` (its request starts later than its claim)."""
+    table = ensure_table(db)
+    stmt = (
+        table.update()
+        .where(table.c.audit_id == int(audit_id), table.c.outcome.in_(OPEN_OUTCOMES))
+        .values(in_flight_until=in_flight_until)
+    )
+    with db.own_engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def intent_writers(
+    db: Database, audit_ids: list[int]
+) -> dict[int, tuple[str | None, datetime | None]]:
+    """``audit_id`` -> (``writer``, ``in_flight_until``) of these intents (None: not recorded)."""
+    if not audit_ids:
+        return {}
+    table = ensure_table(db)
+    stmt = sa.select(table.c.audit_id, table.c.writer, table.c.in_flight_until).where(
+        table.c.audit_id.in_([int(a) for a in audit_ids])
+    )
+    with db.own_engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    out: dict[int, tuple[str | None, datetime | None]] = {}
+    for audit_id, writer, until in rows:
+        if until is not None and until.tzinfo is None:  # SQLite keeps no offset
+            until = until.replace(tzinfo=UTC)
+        out[int(audit_id)] = (writer, until)
+    return out
 
 
 def complete(
@@ -290,9 +341,41 @@ def complete(
         .values(**values)
     )
     if conn is not None and _same_database(db):
-        return bool(conn.execute(stmt).rowcount == 1)
+        return bool(conn.execute(stmt).rowcount == 1) or _supersede(table, audit_id, values, conn)
     with db.own_engine.begin() as own:
-        return bool(own.execute(stmt).rowcount == 1)
+        return bool(own.execute(stmt).rowcount == 1) or _supersede(table, audit_id, values, own)
+
+
+def _supersede(table: sa.Table, audit_id: int, values: dict[str, Any], conn: sa.Connection) -> bool:
+    """The writer completed ``ok`` an intent recovery had already closed as "not written".
+
+    Recovery only concludes that for a writer it believed gone; if the writer was
+    still there after all, Stripe's answer is the truth: the row becomes ``ok`` with
+    the result, and ``resolution`` keeps what recovery had said, so the log never
+    holds a silent "did not happen" for a write that happened. False otherwise.
+    """
+    if values["outcome"] != "ok":
+        return False
+    where = (
+        table.c.audit_id == int(audit_id),
+        table.c.outcome == "error",
+        table.c.error == "not written",
+        table.c.resolution.like("recover:%"),
+    )
+    earlier = conn.execute(
+        sa.select(table.c.resolution, table.c.completed_at).where(*where)
+    ).first()
+    if earlier is None:
+        return False
+    when = pd.Timestamp(earlier.completed_at).isoformat() if earlier.completed_at else "?"
+    note = (
+        f"recovered as not written ({earlier.resolution}, at {when}), then completed by its "
+        f"writer: Stripe answered {values.get('result') or 'ok'}"
+    )
+    if values.get("resolution"):
+        note += f"; {values['resolution']}"
+    update = {**values, "error": None, "resolution": _one_line(note)}
+    return bool(conn.execute(table.update().where(*where).values(**update)).rowcount == 1)
 
 
 def open_intents(db: Database, *, older_than: float = 0.0) -> pd.DataFrame:

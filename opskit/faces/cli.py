@@ -897,12 +897,13 @@ def recover(
         str, typer.Option("--actor", help="Who resolves (recorded on any details write).")
     ] = "opskit",
     older_than: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--older-than",
-            help="Leave intents younger than this many seconds (they may still be in flight).",
+            help="Leave intents younger than this many seconds (default: the write deadline "
+            "plus a margin). A writer still waiting for Stripe is left alone whatever this says.",
         ),
-    ] = 60.0,
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Ask Stripe, record nothing.")] = False,
     database_url: DatabaseUrl = None,
     stripe_api_base: StripeApiBase = None,
@@ -912,11 +913,19 @@ def recover(
     """Resolve Stripe writes left without an outcome (killed mid-write, answer lost).
 
     Each one is looked up in Stripe by the tag opskit puts on what it creates and
-    recorded: found (ok, and linked locally), or not written. Exit 0 every intent
-    resolved (or none open), 2 some could not be found out now (Stripe failed:
-    run again later).
+    recorded: found (ok, and linked locally), or not written. An intent whose
+    request may still be in flight (its writer alive and within its deadline) is
+    never called "not written": it is left alone. Exit 0 every open intent
+    resolved (or none open); 2 some are still open (could not be found out now,
+    or left alone as young or in flight: run again later); 3 a negative age.
     """
     with _guard(debug):
+        if older_than is not None and not older_than >= 0:
+            raise InputError(
+                f"--older-than {older_than:g} is not an age",
+                guidance="Give seconds >= 0 (0: every intent whose writer is gone), or leave "
+                "it out for the default (the write deadline plus a margin).",
+            )
         ops = _connect(database_url, stripe_api_base)
         df = ops.recover(actor=actor, older_than=older_than, dry_run=dry_run)
         console = _console(quiet)
@@ -930,11 +939,13 @@ def recover(
         still_open = len(ops.audit_log(outcome=["pending", "unknown"]))
         young = still_open - (len(df) if dry_run else unresolved)
         if young > 0:  # never silent about intents it left alone
+            age = f"{older_than:g} s" if older_than is not None else "the write deadline"
             console.print(
-                f"{young} younger than {older_than:g} s left alone (their request may still "
-                "be in flight): run again later, or pass --older-than 0 if nothing else is writing."
+                f"{young} left alone (younger than {age}, or their writer may still be "
+                "waiting for Stripe): run again later."
             )
-    raise typer.Exit(report.SHOP_FAILED if unresolved else report.OK)
+    # Open intents remaining (unknown now, or left alone) are an incomplete run: 2.
+    raise typer.Exit(report.SHOP_FAILED if unresolved or young > 0 else report.OK)
 
 
 # `opskit refresh` and `opskit webhooks ...` live in their own module.

@@ -34,9 +34,11 @@ instead of refusing (a no-op, audited as such).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -65,7 +67,7 @@ from opskit.common.stripe_modes import other_mode, stripe_message
 from opskit.core import subscription_status
 from opskit.core.money import format_money, validate_amount
 from opskit.stripeapi.clients import client_for_shop, client_limits
-from opskit.writes import inflight
+from opskit.writes import inflight, writers
 from opskit.writes.guard import check_live_write
 from opskit.writes.idempotency import derive_key, step_key
 from opskit.writes.lookup import TAG, find_written
@@ -191,8 +193,14 @@ class _Write:
         Raises :class:`AuditUnavailable` (nothing sent) when the database will not
         take the row: a lock held past its timeout, a read-only role, a bad table name.
         """
+        until = datetime.now(UTC) + timedelta(
+            seconds=float(self.ctx.settings.request_deadline) + writers.MARGIN
+        )  # the request's own deadline, from now: recover leaves the intent alone till then
         if self.intent_id is not None and key == self.key:
-            return self.intent_id  # claimed before the checks (create_customer): sent under it
+            # claimed before the checks (create_customer): sent under it, from now on
+            with contextlib.suppress(SQLAlchemyError):  # the claim's own time still holds
+                audit.extend_intent(self.ctx.db, self.intent_id, until)
+            return self.intent_id
         self.key = key
         try:
             self.intent_id = audit.begin_intent(
@@ -203,6 +211,8 @@ class _Write:
                 target=self.target,
                 params=self.params,
                 idempotency_key=key,
+                writer=writers.identity(),
+                in_flight_until=until,
             )
         except (SQLAlchemyError, OpskitError) as exc:
             reason = exc.message if isinstance(exc, OpskitError) else _db_error(exc)
@@ -472,7 +482,8 @@ def _send(
         started = time.time()
         write.begin(key)
         try:
-            obj = send(key)
+            with writers.sending(write.intent_id):  # recover leaves it alone meanwhile
+                obj = send(key)
             answer, request_id, replayed = obj.to_dict(), _request_id(obj), _replayed(obj)
         except (stripe.StripeError, OpskitError) as exc:
             if not _outcome_unknown(exc):

@@ -14,14 +14,24 @@ one (by the ``opskit_key`` tag the write put in the object's metadata, see
 * not found: ``error``, "not written" (nothing happened at Stripe);
 * Stripe or the shop unusable now: left open, reported, tried again next time.
 
-``ops.recover()`` and ``opskit recover`` call it. Intents younger than
-``older_than`` seconds are left alone: their request may still be in flight.
+``ops.recover()`` and ``opskit recover`` call it. Recovery never concludes "not
+written" for an intent whose request may still be in flight: every intent records
+its writer (``host:pid:start``) and until when its request may run (the writer's
+``Settings.request_deadline`` plus a margin), and :mod:`opskit.writes.writers`
+decides from them (a live writer within its deadline is left alone whatever
+``older_than`` says; a writer that is gone is resolved at once). Intents younger
+than ``older_than`` seconds (default: the deadline plus the margin) are left alone
+too; an intent without a writer record (an older opskit's) is judged by that age
+only. Should a writer complete ``ok`` after recovery closed its intent as not
+written, the row becomes ``ok`` and says both (:func:`opskit.backend.audit.complete`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -30,19 +40,40 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from opskit.backend import audit
 from opskit.common.context import Context
-from opskit.common.exceptions import OpskitError
+from opskit.common.exceptions import InputError, OpskitError
 from opskit.common.stripe_errors import describe_error
 from opskit.core import frames
-from opskit.writes import actions
+from opskit.writes import actions, writers
 from opskit.writes.lookup import LOOKUP_ACTIONS, TAG, find_written
 
-__all__ = ["recover"]
+__all__ = ["check_older_than", "default_older_than", "recover"]
 
 log = logging.getLogger(__name__)
 
 
+def default_older_than(ctx: Context) -> float:
+    """The default age below which intents are left alone: the writer's deadline + margin."""
+    return float(ctx.settings.request_deadline) + writers.MARGIN
+
+
+def check_older_than(older_than: float | None) -> None:
+    """Refuse a negative or non-finite ``older_than`` (:class:`InputError`)."""
+    if older_than is None:
+        return
+    if not isinstance(older_than, int | float) or not math.isfinite(older_than) or older_than < 0:
+        raise InputError(
+            f"older_than {older_than!r} is not a number of seconds >= 0",
+            guidance="Give an age in seconds (0: every intent whose writer is gone); leave it "
+            "out for the default (the write deadline plus a margin).",
+        )
+
+
 def recover(
-    ctx: Context, *, actor: str = "opskit", older_than: float = 60.0, dry_run: bool = False
+    ctx: Context,
+    *,
+    actor: str = "opskit",
+    older_than: float | None = None,
+    dry_run: bool = False,
 ) -> pd.DataFrame:
     """Resolve every open Stripe-write intent against Stripe; a frames.RECOVERY frame.
 
@@ -51,10 +82,24 @@ def recover(
     ``outcome`` (``ok`` found in Stripe / ``error`` not in Stripe, not written /
     ``unknown`` could not be found out now), ``result`` (the Stripe object's id
     when found), ``detail`` (what was done, or why not). ``dry_run`` asks Stripe
-    but records nothing. Raises only what reading the audit table raises.
+    but records nothing. Intents left alone (younger than ``older_than`` seconds,
+    default :func:`default_older_than`; or whose request may still be in flight)
+    have no row: ``audit_log(outcome=["pending", "unknown"])`` still lists them.
+    Raises :class:`InputError` for a negative ``older_than``, else only what
+    reading the audit table raises.
     """
-    intents = audit.open_intents(ctx.db, older_than=older_than)
-    rows = [_resolve(ctx, intent, actor=actor, dry_run=dry_run) for intent in _records(intents)]
+    check_older_than(older_than)
+    age = default_older_than(ctx) if older_than is None else float(older_than)
+    intents = _records(audit.open_intents(ctx.db, older_than=age))
+    recorded = audit.intent_writers(ctx.db, [int(i["audit_id"]) for i in intents])
+    now = datetime.now(UTC)
+    settled = [
+        i
+        for i in intents
+        if not writers.may_be_in_flight(int(i["audit_id"]), *recorded.get(int(i["audit_id"]),
+                                                                           (None, None)), now)
+    ]  # fmt: skip
+    rows = [_resolve(ctx, intent, actor=actor, dry_run=dry_run) for intent in settled]
     if not rows:
         return frames.empty(frames.RECOVERY)
     return frames.conform(pd.DataFrame(rows), frames.RECOVERY)

@@ -217,11 +217,13 @@ def test_recover_says_not_written_for_an_intent_stripe_never_saw(
 
         from opskit.faces.cli import app
 
-        # The default leaves a young intent alone, and says so rather than "0 open".
+        # The default (the write deadline) leaves a young intent alone, says so rather
+        # than "0 open", and exits 2 (still open: run again later), not 0.
         cli = CliRunner().invoke(
             app, ["recover", "--database-url", w.url, "--stripe-api-base", w.sandbox.url]
         )
-        if cli.exit_code != 0 or "1 younger than 60 s left alone" not in cli.output:
+        said = " ".join(cli.output.split())
+        if cli.exit_code != 2 or "1 left alone (younger than the write deadline" not in said:
             return "wrong", f"recover was silent about the young intent: {cli.output!r}"
         ops = opskit.connect(w.url, stripe_api_base=w.sandbox.url)
         dry = ops.recover(older_than=0, dry_run=True)
