@@ -302,8 +302,8 @@ def demo_refresh(console: Any, session: Any, quiet: bool) -> None:
     console.print("Planted in Stripe since: " + "; ".join(planted))
     result = ops.refresh(progress=not quiet)
     changes = _interesting(result.changes)
-    # The demo world was built through the API a moment before the first refresh: its
-    # creation events come through the overlap window too; show what happened since.
+    # The seed records no events (Sandbox.seeding); only what happened since the first
+    # refresh is shown, should a world have been built with events (an older opskit).
     since = first.shops["cursor_at"].min()
     if not pd.isna(since):
         changes = changes[changes["created_at"] >= since]
