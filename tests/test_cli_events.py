@@ -56,6 +56,25 @@ def test_refresh_exit_codes_follow_reconcile(sandbox: Sandbox, tmp_path: Path) -
     assert unknown.exit_code == 3
 
 
+def test_a_bad_out_is_refused_before_any_event_is_read(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A one-table --out fails at once (exit 3), and the change is still there for the
+    run that follows: the refusal spent no event."""
+    world, conn = _world(sandbox, tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["refresh", *conn]).exit_code == 0
+    cid = world.customers[1][0]
+    world.clients[1].v1.customers.update(cid, params={"email": "moved@example.com"})
+    for out in ("r.csv", "r.parquet"):
+        bad = runner.invoke(app, ["refresh", *conn, "--report", "customers", "--out", out])
+        assert bad.exit_code == 3, bad.output
+        assert "{report}" in bad.output and "--report" not in bad.output.split("holds")[1]
+        assert "customer.updated" not in bad.output  # nothing was read
+    good = runner.invoke(app, ["refresh", *conn, "--out", str(tmp_path / "r-{report}.csv")])
+    assert good.exit_code == 1, good.output
+    changes = (tmp_path / "r-changes.csv").read_text()
+    assert cid in changes and "customer.updated" in changes
+
+
 def test_secrets_are_read_from_stdin_and_listed_masked(sandbox: Sandbox, tmp_path: Path) -> None:
     _, conn = _world(sandbox, tmp_path)
     db = conn[:2]

@@ -102,6 +102,17 @@ def test_a_refusal_the_write_audited_itself_is_one_row(world: World) -> None:
     assert len(world.log()) == before + 1
 
 
+def test_a_refusal_names_the_same_actor_as_a_sent_write(world: World) -> None:
+    """No actor given: the refused row and the sent row say the same default actor."""
+    world.link(10)
+    with pytest.raises(InvalidAmount):
+        actions.create_payment_intent(world.ctx, 10, -5, "eur")
+    actions.create_payment_intent(world.ctx, 10, 1999, "eur")
+    rows = world.log(action="payment_intent.create")
+    assert list(rows["outcome"]) == ["ok", "refused"]
+    assert rows["actor"].nunique() == 1 and rows["actor"].iloc[0] == "opskit"
+
+
 def _params(row: Any) -> dict[str, Any]:
     return json.loads(row["params"]) if isinstance(row["params"], str) else {}
 

@@ -329,15 +329,22 @@ def _check_shops(ops: Ops, shops: list[str] | None) -> list[Any] | None:
 
 
 def _prepare_out(
-    out: Path | None, fmt: str | None, names: tuple[str, ...] = ("report",)
+    out: Path | None,
+    fmt: str | None,
+    names: tuple[str, ...] = ("report",),
+    *,
+    can_pick_one: bool = True,
 ) -> str | None:
-    """Resolve and check the output before a long run, so bad input fails in a second."""
+    """Resolve and check the output before a long run, so bad input fails in a second.
+
+    ``names``: every table the command will write there (all of them: a table left
+    out here would fail only after the run's work is done, and its findings spent)."""
     resolved = report.format_for(out, fmt)
     if out is None and fmt is not None:
         raise InputError("--format needs --out", guidance="Pass --out PATH as well.")
     if out is not None:
         assert resolved is not None
-        for path in report.output_paths(out, names, resolved).values():
+        for path in report.output_paths(out, names, resolved, can_pick_one=can_pick_one).values():
             report.check_writable(path)
     return resolved
 

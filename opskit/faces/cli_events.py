@@ -88,7 +88,9 @@ def refresh(
     """
     with _guard(debug):
         names = report.report_names(which)
-        resolved = _prepare_out(out, fmt)
+        # The changes table is always written beside the reports: checked with them
+        # before any event is read, so a bad --out never spends a refresh's findings.
+        resolved = _prepare_out(out, fmt, (*names, "changes"), can_pick_one=False)
         ops = _connect(database_url, stripe_api_base)
         shops = _check_shops(ops, shop)
         result = ops.refresh(shops, progress=not quiet, write_snapshots=not no_snapshots)

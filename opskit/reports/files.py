@@ -241,13 +241,17 @@ def format_for(path: str | Path | None, fmt: str | None) -> str | None:
 REPORT_PLACEHOLDER = "{report}"
 
 
-def output_paths(path: str | Path, names: Iterable[str], fmt: str) -> dict[str, Path]:
+def output_paths(
+    path: str | Path, names: Iterable[str], fmt: str, *, can_pick_one: bool = True
+) -> dict[str, Path]:
     """Where each report goes: one file per path asked for, never a name made up.
 
     A ``{report}`` in the file name is replaced by each report's name
     (``daily-{report}.csv`` -> ``daily-customers.csv``, ``daily-subscriptions.csv``).
     Without it, every report goes into the one file; csv and parquet hold one table,
-    so several reports there raise :class:`InputError` saying how to name them.
+    so several reports there raise :class:`InputError` saying how to name them
+    (``can_pick_one=False`` when the command always writes several, as ``refresh``
+    does with its changes, so ``--report`` is no way out).
     """
     path = Path(path)
     names = list(names)
@@ -259,8 +263,9 @@ def output_paths(path: str | Path, names: Iterable[str], fmt: str) -> dict[str, 
             f"{fmt} holds one table per file, and {len(names)} reports "
             f"({', '.join(names)}) would go to {str(path)!r}",
             guidance=f"Put {REPORT_PLACEHOLDER} in the file name ({str(example)!r} writes "
-            "one file per report), pick one report (--report customers), or write .xlsx, "
-            ".html or .json (every report in one file).",
+            "one file per report), "
+            + ("pick one report (--report customers), " if can_pick_one else "")
+            + "or write .xlsx, .html or .json (every report in one file).",
         )
     return dict.fromkeys(names, path)
 

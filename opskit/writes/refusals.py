@@ -82,7 +82,11 @@ def _record(
     given = dict(bound.arguments) if bound is not None else dict(kwargs)
     given.pop("ctx", None)
     actor = given.get("actor") if isinstance(given.get("actor"), str) else None
-    actor = actor if actor and actor.strip() else "opskit (no actor given)"
+    if not (actor and actor.strip()):
+        # Not given: the function's own default, as the rows of writes it sends say.
+        default = signature.parameters.get("actor")
+        plain = default.default if default is not None else None
+        actor = plain if isinstance(plain, str) and plain.strip() else "opskit"
     subject = given.get(target)
     kind = target.removesuffix("_id")
     shop_id = given.get("shop_id") if kind != "account" else _shop_of(ctx, subject)
