@@ -3,10 +3,10 @@
 shop-backend's admin sync stores the Customer in ``details["stripe_customer"]`` and
 when in ``details["stripe_synced_at"]``. A customer event newer than the stored time
 rewrites that snapshot as the sync would (the same plan rows, the same audited
-writer); an older or same-second one never does; a deleted customer and unreadable
-details are left alone. The proof is the report: ``snapshot_status`` turns fresh,
-the stored snapshot is the live Customer a sync would store, and the refreshed
-report equals a full live run on every column, snapshots included.
+writer); an older one never does, nor one of the same second and state; a deleted
+customer and unreadable details are left alone. The proof is the report:
+``snapshot_status`` turns fresh, the stored snapshot is the live Customer a sync
+would store, and the refreshed report equals a full live run on every column, snapshots included.
 """
 
 from __future__ import annotations
@@ -392,8 +392,10 @@ def test_the_rule_newer_only_deleted_and_unreadable() -> None:
             {"shop_id": "s1", "account_id": "a4", "stripe_customer_id": "cus_D"},  # no snapshot
             {"shop_id": "s1", "account_id": "a5", "details": '["cus_E"]', "details_error": "x"},
             {**base, "account_id": "a6", "shop_id": "s2", "stripe_customer_id": "cus_A"},
+            {**base, "account_id": "a7", "stripe_customer_id": "cus_F", "stripe_synced_at": at,
+             "stripe_customer": json.dumps({"email": "new@example.com", "id": "cus_X"})},
         ]
-    )
+    )  # fmt: skip
     t = int(at.timestamp())
     new = json.dumps({"id": "cus_X", "email": "new@example.com"})
 
@@ -411,7 +413,8 @@ def test_the_rule_newer_only_deleted_and_unreadable() -> None:
         [
             state("cus_A", t + 1),  # newer: written
             state("cus_A", t - 5),  # an older one of the same batch: the newer wins
-            state("cus_B", t),  # the same second as the snapshot: not newer
+            state("cus_B", t),  # the same second, another state (a re-read): written
+            state("cus_F", t),  # the same second and the same state: nothing to write
             state("cus_C", t + 9, deleted=True),  # deleted: the snapshot stays
             state("cus_D", t + 1),  # no snapshot kept: none made
             state("cus_E", t + 1),  # behind unreadable details: flagged
@@ -421,8 +424,12 @@ def test_the_rule_newer_only_deleted_and_unreadable() -> None:
     assert list(zip(rows["account_id"], rows["key"], strict=True)) == [
         ("a1", "stripe_customer"),
         ("a1", "stripe_synced_at"),
+        ("a2", "stripe_customer"),
+        ("a2", "stripe_synced_at"),
     ]
-    assert list(rows["new_value"]) == [new, (at + pd.Timedelta(seconds=1)).isoformat()]
+    assert list(rows["new_value"]) == [
+        new, (at + pd.Timedelta(seconds=1)).isoformat(), new, at.isoformat()
+    ]  # fmt: skip
     assert list(flagged["account_id"]) == ["a5"] and "cus_E" in flagged["reason"].item()
     # Another shop's account linking the same id is not that shop's customer.
     assert "a6" not in set(rows["account_id"])

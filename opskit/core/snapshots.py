@@ -294,7 +294,12 @@ def follow_plan(accounts: pd.DataFrame, states: pd.DataFrame) -> tuple[pd.DataFr
       counts as older): rows ``stripe_customer`` := the state and
       ``stripe_synced_at`` := ``version`` as ISO-8601 UTC (when Stripe's state was
       this), ``source_status`` ``customer_event``;
-    * else (an older or same-second event): nothing; the stored snapshot is as new.
+    * ``version`` is the same second as ``stripe_synced_at`` and the state differs
+      from the stored snapshot: written too. Time cannot order two states of one
+      second, and such a state is never an event's payload: opskit re-reads the
+      customer from Stripe when an event's second ties its copy (refresh and the
+      receiver alike), so it is the live state, newer than the stored one;
+    * else (an older event, or the same second and the same state): nothing.
 
     An account without a snapshot gets none (creating one is the admin sync's
     choice: ``ops.sync_plan()`` proposes it). Returns ``(rows, flagged)``:
@@ -332,8 +337,14 @@ def follow_plan(accounts: pd.DataFrame, states: pd.DataFrame) -> tuple[pd.DataFr
         event = _text(st.get("event_id"))
         for pos in by_key.get(key, []):
             stored = synced.iloc[pos]
-            if not pd.isna(stored) and at <= stored:
-                continue  # the stored snapshot is as new or newer: an older event never wins
+            if not pd.isna(stored) and at < stored:
+                continue  # the stored snapshot is newer: an older event never wins
+            if (
+                not pd.isna(stored)
+                and at == stored
+                and _loads(acc["stripe_customer"].iloc[pos]) == _loads(st["stripe_object"])
+            ):
+                continue  # the same second and the same state: nothing to write
             why = f"customer {key[1]} changed in Stripe at {at.isoformat()}" + (
                 f" (event {event})" if event else " (re-read)"
             )
