@@ -347,21 +347,15 @@ def _item_findings(
     monthly = _bool(its["_named_interval"] == "month")
     expected = its["monthly_amount"].where(monthly, its["yearly_amount"])
     lk = its["lookup_key"].fillna("<none>")
+    price = "price " + its["stripe_price_id"].fillna("?")
+    names_product = (
+        price + " (lookup key " + lk + ") names product " + its["product_id"].fillna("?")
+    )
     unknown_msg = pd.Series(
         np.where(
             _bool(its["product_id"].isna()),
-            "price "
-            + its["stripe_price_id"].fillna("?")
-            + " has lookup key "
-            + lk
-            + ", which names no product",
-            "price "
-            + its["stripe_price_id"].fillna("?")
-            + " (lookup key "
-            + lk
-            + ") names product "
-            + its["product_id"].fillna("?")
-            + ", not a product of this shop",
+            price + " has lookup key " + lk + ", which names no product",
+            names_product + ", not a product of this shop",
         ),
         dtype="string",
     ).where(~known, pd.NA)
@@ -370,14 +364,7 @@ def _item_findings(
     unreadable = known & _bool(expected.isna()) & _bool(its["row_error"].notna())
     unknown_msg = unknown_msg.mask(
         unreadable,
-        "price "
-        + its["stripe_price_id"].fillna("?")
-        + " (lookup key "
-        + lk
-        + ") names product "
-        + its["product_id"].fillna("?")
-        + ", whose price cannot be read: "
-        + its["row_error"].fillna("?"),
+        names_product + ", whose price cannot be read: " + its["row_error"].fillna("?"),
     )
     known = known & ~unreadable
     cur_ok = its["currency"].str.lower().fillna("") == its["_product_currency"].str.lower().fillna(

@@ -222,6 +222,11 @@ class _Write:
             ) from exc
         return self.intent_id
 
+    def refuse(self, exc: OpskitError) -> OpskitError:
+        """Record ``exc`` as this write's ``refused`` outcome; returns it for ``raise``."""
+        self.record("refused", error=exc.message)
+        return exc
+
     def record(
         self,
         outcome: str,
@@ -703,8 +708,7 @@ def create_customer(
             f"account {aid} has no email (its email column is empty); no customer created",
             guidance="Fill in the account's email in the backend first, or pass email=...",
         )
-        write.record("refused", error=exc0.message)
-        raise exc0
+        raise write.refuse(exc0)
     client = write.client()
     if existing:
         current = current_link(write, client, existing)
@@ -718,8 +722,7 @@ def create_customer(
                     f"{shop.id}'s Stripe account; nothing created",
                     guidance="Pass force=True to create a new customer and replace the link.",
                 )
-                write.record("refused", error=exc2.message)
-                raise exc2
+                raise write.refuse(exc2)
     if not allow_duplicate:
         # Claim first: the intent, committed, is what a concurrent create for the same
         # email (another account, another process) waits for before its own check.
@@ -766,8 +769,7 @@ def _refuse_duplicate(
         guidance=f"Link it: ops.link_customer({str(account.id)!r}, {ids[0]!r}, actor=...); "
         "or pass allow_duplicate=True to create a second customer anyway.",
     )
-    write.record("refused", error=refused.message)
-    raise refused
+    raise write.refuse(refused)
 
 
 def _refuse_linked_meanwhile(write: _Write, aid: str, existing: str | None) -> None:
@@ -791,8 +793,7 @@ def _refuse_linked_meanwhile(write: _Write, aid: str, existing: str | None) -> N
         guidance="Look at the account again: it may need no new customer. To replace the "
         "link, call create_customer again with force=True.",
     )
-    write.record("refused", error=refused.message)
-    raise refused
+    raise write.refuse(refused)
 
 
 def _wait_for_earlier_creates(write: _Write, account: Account, email: str) -> None:
@@ -832,8 +833,7 @@ def _wait_for_earlier_creates(write: _Write, account: Account, email: str) -> No
         guidance="Wait a moment and try again; if that write's process died, run "
         "`opskit recover` first (it finds and links the customer it may have made).",
     )
-    write.record("refused", error=refused.message)
-    raise refused
+    raise write.refuse(refused)
 
 
 # -- payment intents --------------------------------------------------------------------------
@@ -1009,8 +1009,7 @@ def create_subscription(
             "subscription would bill the customer twice; nothing created",
             guidance="Cancel it first (ops.cancel_subscription), or pass force=True.",
         )
-        write.record("refused", error=exc2.message)
-        raise exc2
+        raise write.refuse(exc2)
     body: dict[str, Any] = {
         "customer": customer,
         "items": [{"price": p} for p in price_ids],
@@ -1076,8 +1075,7 @@ def _resolve_lookup_keys(write: _Write, client: stripe.StripeClient, keys: list[
             f"{', '.join(missing)}; nothing created",
             guidance="Create the product's price with that lookup key, or pass price_id.",
         )
-        write.record("refused", error=refused.message)
-        raise refused
+        raise write.refuse(refused)
     return [found[k] for k in keys]
 
 

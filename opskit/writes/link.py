@@ -119,8 +119,7 @@ def link_customer(
 
     def refuse(message: str, guidance: str) -> None:
         exc = InputError(f"account {aid}: {message}; nothing linked", guidance=guidance)
-        write.record("refused", error=exc.message)
-        raise exc
+        raise write.refuse(exc)
 
     if customer is None or customer.get("deleted"):
         refuse(
